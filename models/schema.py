@@ -1,0 +1,278 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in models/migrations bring a store here.
+
+Core tables, not ORM classes: bulk paths use `executemany` and read straight into numpy, and the
+same definitions serve SQLite and PostgreSQL. Every mutable risk parameter carries a `version`
+(optimistic locking; four-eyes approvals re-check it).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+def _version() -> Column:
+    return Column("version", Integer, nullable=False, server_default="1")
+
+
+store_meta = Table(
+    "store_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+company_parameters = Table(
+    "company_parameters", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    _version(),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("updated_by", String(64)),
+)
+
+currencies = Table(
+    "currencies", metadata,
+    Column("code", String(8), primary_key=True),
+    Column("fx_rate", Float, nullable=False),  # base units per one unit
+    Column("is_base", Boolean, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True)),
+    CheckConstraint("fx_rate > 0", name="fx_positive"),
+)
+
+securities = Table(
+    "securities", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("name", String(128), nullable=False, server_default=""),
+    Column("market", String(8), nullable=False),
+    Column("currency", String(8), ForeignKey("currencies.code"), nullable=False),
+    Column("lot_size", Integer, nullable=False, server_default="1"),
+    Column("suspended", Boolean, nullable=False, server_default="0"),
+    Column("suspended_since", Date),
+    Column("level", Integer, nullable=False, server_default="3"),  # derived from index membership
+    _version(),
+    CheckConstraint("lot_size >= 1", name="lot_positive"),
+    CheckConstraint("level in (1, 2, 3)", name="level_range"),
+)
+
+prices = Table(
+    "prices", metadata,
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+    Column("price", Float, nullable=False),
+    Column("ts", Float, nullable=False),  # unix seconds of the last update
+    CheckConstraint("price > 0", name="price_positive"),
+)
+
+haircuts = Table(
+    "haircuts", metadata,
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+    Column("haircut", Float, nullable=False),
+    Column("effective_from", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("haircut >= 0 and haircut <= 1", name="haircut_range"),
+)
+
+indices = Table(
+    "indices", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("market", String(8), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("preset", Boolean, nullable=False, server_default="0"),
+    _version(),
+    CheckConstraint("level in (1, 2, 3)", name="level_range"),
+)
+
+index_members = Table(
+    "index_members", metadata,
+    Column("index_id", Integer, ForeignKey("indices.id", ondelete="CASCADE"), primary_key=True),
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+)
+
+clients = Table(
+    "clients", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("name", String(128), nullable=False, server_default=""),
+    Column("category", String(32), nullable=False, server_default="retail"),
+    _version(),
+)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("client_id", Integer, ForeignKey("clients.id"), nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("frozen", Boolean, nullable=False, server_default="0"),
+    Column("restricted", Boolean, nullable=False, server_default="0"),
+    Column("closed", Boolean, nullable=False, server_default="0"),
+    _version(),
+    CheckConstraint("type in ('cash', 'margin', 'intraday')", name="type_known"),
+)
+
+financing_limits = Table(
+    "financing_limits", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("amount", Float, nullable=False),
+    _version(),
+    Column("updated_at", DateTime(timezone=True)),
+    CheckConstraint("amount >= 0", name="amount_non_negative"),
+)
+
+cash_balances = Table(
+    "cash_balances", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("currency", String(8), ForeignKey("currencies.code"), primary_key=True),
+    Column("amount", Float, nullable=False),
+)
+
+positions = Table(
+    "positions", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+    Column("qty", Float, nullable=False),
+)
+
+# ratio tables: 'long', 'short' (short-sell) and 'intraday'
+stock_margin_ratios = Table(
+    "stock_margin_ratios", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("security_id", Integer, ForeignKey("securities.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("im_ratio", Float, nullable=False),
+    Column("mm_ratio", Float, nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("effective_from", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("kind in ('long', 'short', 'intraday')", name="kind_known"),
+    CheckConstraint("status in ('pending', 'active', 'revoked', 'expired')", name="status_known"),
+    CheckConstraint("mm_ratio <= im_ratio", name="mm_le_im"),
+    CheckConstraint("im_ratio >= 0 and mm_ratio >= 0", name="non_negative"),
+    Index("ix_stock_margin_ratios_lookup", "security_id", "kind", "status"),
+)
+
+client_groups = Table(
+    "client_groups", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    _version(),
+)
+client_group_members = Table(
+    "client_group_members", metadata,
+    Column("group_id", Integer, ForeignKey("client_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+)
+stock_groups = Table(
+    "stock_groups", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    _version(),
+)
+stock_group_members = Table(
+    "stock_group_members", metadata,
+    Column("group_id", Integer, ForeignKey("stock_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+)
+
+client_margin_ratios = Table(
+    "client_margin_ratios", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("client_group_id", Integer, ForeignKey("client_groups.id")),
+    Column("security_id", Integer, ForeignKey("securities.id")),
+    Column("stock_group_id", Integer, ForeignKey("stock_groups.id")),
+    Column("side", String(8), nullable=False, server_default="long"),
+    Column("im_ratio", Float, nullable=False),
+    Column("mm_ratio", Float, nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("effective_from", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("(account_id is null) <> (client_group_id is null)", name="one_subject"),
+    CheckConstraint("(security_id is null) <> (stock_group_id is null)", name="one_target"),
+    CheckConstraint("side in ('long', 'short')", name="side_known"),
+    CheckConstraint("status in ('pending', 'active', 'revoked', 'expired')", name="status_known"),
+    CheckConstraint("mm_ratio <= im_ratio", name="mm_le_im"),
+)
+
+holidays = Table(
+    "holidays", metadata,
+    Column("day", Date, primary_key=True),
+    Column("market", String(8), primary_key=True, server_default="HK"),
+    Column("name", String(128), nullable=False, server_default=""),
+)
+
+margin_calls = Table(
+    "margin_calls", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("trigger_status", String(16), nullable=False),
+    Column("trigger_amount", Float, nullable=False),
+    Column("deadline", Date, nullable=False),
+    Column("state", String(16), nullable=False, server_default="open"),
+    Column("current_status", String(16), nullable=False),
+    Column("current_amount", Float, nullable=False),
+    Column("force_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("close_reason", String(32)),
+    Column("remark", Text),
+    _version(),
+    CheckConstraint("state in ('open', 'met', 'closed', 'liquidated')", name="state_known"),
+)
+# at most one open call per account
+Index("uq_margin_calls_open_account", margin_calls.c.account_id, unique=True,
+      sqlite_where=margin_calls.c.state == "open", postgresql_where=margin_calls.c.state == "open")
+
+margin_call_events = Table(
+    "margin_call_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", Integer, ForeignKey("margin_calls.id"), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),  # open, force, met, closed, liquidated, notice
+    Column("status", String(16), nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("equity", Float, nullable=False),
+    Column("im", Float, nullable=False),
+    Column("mm", Float, nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+)
+
+margin_call_snapshots = Table(
+    "margin_call_snapshots", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", Integer, ForeignKey("margin_calls.id"), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),  # trigger, force, notice, eod, end
+    Column("payload", Text, nullable=False),
+    UniqueConstraint("call_id", "kind", "ts", name="uq_snapshot_call_kind_ts"),
+)
+
+PARAMETER_TABLES = ("company_parameters", "haircuts", "financing_limits", "stock_margin_ratios",
+                    "client_margin_ratios", "client_groups", "stock_groups", "indices")
