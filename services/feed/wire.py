@@ -142,8 +142,9 @@ def _parse_json(payload: bytes | bytearray | memoryview) -> Any:
         raise WireError(f"bad JSON: payload is not UTF-8 (byte {e.start})") from None
     try:
         return _DECODER.decode(text)
-    except json.JSONDecodeError as e:
-        raise WireError(f"bad JSON: {e.msg} at {e.lineno}:{e.colno}") from None
+    except json.JSONDecodeError as e:  # e.msg is e.g. "Expecting value" or "Unterminated string starting at"
+        at = "" if e.msg.endswith(" at") else " at"
+        raise WireError(f"bad JSON: {e.msg}{at} {e.lineno}:{e.colno}") from None
     except _NonFinite as e:
         raise WireError(f"bad JSON: non-finite number {e} is not allowed") from None
     except RecursionError:

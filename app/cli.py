@@ -1,0 +1,232 @@
+"""The command line: the GUI by default, headless sub-commands for jobs and tests (DESIGN.md CLI).
+
+Headless commands import no Qt. Every command prints an error as one clear line on stderr and exits
+non-zero; `--json` output goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+EXIT_FAIL = 1
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {v!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {n}")
+    return n
+
+
+def _non_negative_float(v: str) -> float:
+    try:
+        f = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+    if not f >= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {v}")
+    return f
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="riskdesk", description="RiskDesk risk workstation (GUI by default).")
+    p.add_argument("--db", help="store URL: sqlite:///FILE or postgresql://user@host/db "
+                                "(default: the local demo store in the user data directory)")
+    p.add_argument("--feed", help="subscribe to this feed address (e.g. tcp://127.0.0.1:5599)")
+    p.add_argument("--no-feed", action="store_true", help="do not start the demo feed simulator")
+    p.add_argument("--screenshot", metavar="FILE.png", help="render the main window to a PNG and exit")
+    p.add_argument("--quit-after", type=_non_negative_float, metavar="S", help="quit after S seconds")
+    p.add_argument("--user", help="log in as this user (PostgreSQL login name)")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    s = sub.add_parser("init", help="create / migrate a store")
+    s.add_argument("--db", required=True)
+
+    s = sub.add_parser("demo", help="fill a store with a deterministic demo book")
+    s.add_argument("--db", required=True)
+    s.add_argument("--clients", type=_positive_int, default=3000)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--positions", type=_positive_int, help="number of positions (default scales with clients)")
+
+    s = sub.add_parser("book", help="export / import the portable book file")
+    bs = s.add_subparsers(dest="book_command", parser_class=_Parser, required=True)
+    e = bs.add_parser("export")
+    e.add_argument("--db", required=True)
+    e.add_argument("--out", required=True)
+    i = bs.add_parser("import")
+    i.add_argument("--db", required=True)
+    i.add_argument("file")
+
+    s = sub.add_parser("margin", help="per-account margin results (RISK_METHODS §1)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db")
+    src.add_argument("--book")
+    s.add_argument("--json", action="store_true", help="JSON array on stdout (the default output)")
+    s.add_argument("--status", choices=["safe", "warning", "call", "force"], action="append",
+                   help="only accounts with this status (repeatable)")
+
+    s = sub.add_parser("feed-sim", help="publish a live feed from a store")
+    s.add_argument("--db", help="store to publish from (default: the local demo store)")
+    s.add_argument("--bind", default="tcp://127.0.0.1:5599")
+    s.add_argument("--rate", type=_non_negative_float, default=2000.0, help="price updates per second")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--duration", type=_non_negative_float, help="stop after S seconds")
+    s.add_argument("--gap-every", type=_non_negative_float, default=0.0, help="skip a seq number every S s")
+    s.add_argument("--epoch-every", type=_non_negative_float, default=0.0, help="new epoch every S s")
+    s.add_argument("--malformed-every", type=_non_negative_float, default=0.0,
+                   help="send a malformed message every S s")
+    s.add_argument("--no-persist", action="store_true", help="do not write last prices to the store")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        from app.gui import run_gui  # Qt is imported only for the GUI
+
+        return run_gui(args)
+    try:
+        handler = _COMMANDS[args.command]
+        return handler(args)
+    except CliError as e:
+        sys.stderr.write(f"riskdesk {args.command}: {e}\n")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `riskdesk margin --json | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
+    except Exception as e:  # known domain errors carry a user-facing message
+        from models.book import BookError
+        from services.store import StoreError
+
+        if isinstance(e, (BookError, StoreError)):
+            sys.stderr.write(f"riskdesk {args.command}: {e}\n")
+            return EXIT_FAIL
+        raise
+
+
+# ---------------------------------------------------------------------- commands
+def _open_store(url: str, *, migrate: bool = True) -> Any:
+    from services.credentials import password_for
+    from services.store import Store
+
+    store = Store(url, password=password_for(url, interactive=sys.stdin.isatty()))
+    store.check()
+    if migrate:
+        store.migrate()
+    return store
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    store = _open_store(args.db)
+    print(f"store ready: {store.display_name} (schema {store.schema_revision()})", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo_store import seed_demo_store
+
+    store = _open_store(args.db)
+    info = seed_demo_store(store, clients=args.clients, seed=args.seed, positions=args.positions)
+    print(f"demo book written to {store.display_name}: {info['accounts']} accounts, {info['securities']} "
+          f"securities, {info['positions']} positions", file=sys.stderr)
+    return 0
+
+
+def cmd_book(args: argparse.Namespace) -> int:
+    from services.bookfile import load_book_file, save_book_file
+
+    if args.book_command == "export":
+        store = _open_store(args.db)
+        book = store.load_book()
+        save_book_file(book, args.out)
+        print(f"book written to {args.out}: {book.n_acct} accounts, {book.n_pos} positions", file=sys.stderr)
+        return 0
+    book = load_book_file(args.file)  # validate fully before touching the store
+    store = _open_store(args.db)
+    store.save_book(book)
+    print(f"book imported into {store.display_name}: {book.n_acct} accounts, {book.n_pos} positions",
+          file=sys.stderr)
+    return 0
+
+
+def _load_book(args: argparse.Namespace) -> Any:
+    if getattr(args, "book", None):
+        from services.bookfile import load_book_file
+
+        return load_book_file(args.book)
+    return _open_store(args.db).load_book()
+
+
+def cmd_margin(args: argparse.Namespace) -> int:
+    from services.margin import MarginEngine
+
+    engine = MarginEngine(_load_book(args))
+    rows = engine.results_json()
+    if args.status:
+        rows = [r for r in rows if r["status"] in args.status]
+    json.dump(rows, sys.stdout, separators=(",", ":"))
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_feed_sim(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from services.feed.simulator import FeedSimulator
+    from services.store import default_url
+
+    store = _open_store(args.db or default_url())
+    book = store.load_book()
+    if book.n_sec == 0:
+        raise CliError(f"{store.display_name} has no securities to publish; run `demo --db URL` first")
+    persist = None
+    if not args.no_persist:
+        sec_ids = book.sec_ids
+
+        def persist(idx: Any, prices: Any) -> None:
+            try:
+                store.write_prices(sec_ids[idx], prices)
+            except Exception as e:  # a busy store must not stop the feed
+                print(f"feed-sim: last prices not saved: {e}", file=sys.stderr)
+
+    sim = FeedSimulator(book, args.bind, rate=args.rate, seed=args.seed, on_prices=persist,
+                        gap_every=args.gap_every, epoch_every=args.epoch_every,
+                        malformed_every=args.malformed_every)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sim.stop())
+    try:
+        sim.run(duration=args.duration)
+    except Exception as e:
+        raise CliError(f"cannot publish on {args.bind}: {e}") from e
+    return 0
+
+
+_COMMANDS = {
+    "init": cmd_init,
+    "demo": cmd_demo,
+    "book": cmd_book,
+    "margin": cmd_margin,
+    "feed-sim": cmd_feed_sim,
+}

@@ -1,0 +1,336 @@
+"""The live margin monitor: feed → engine → call lifecycle → changes for the GUI (Qt-free).
+
+Threads:
+- the feed subscriber thread owns the SUB socket, and applies each batch to the engine under
+  `lock` (the only writer of the engine);
+- a writer thread persists call events and amounts, so the feed never waits on the database;
+- the GUI (or any reader) takes accumulated changes with `take_changes()` on its own timer and reads
+  engine arrays under `lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.book import Book
+from services.calendar import TradingCalendar, in_trading_hours, local_date
+from services.feed.subscriber import FeedStats, FeedSubscriber
+from services.feed.wire import Message
+from services.margin import MarginEngine
+from services.margin_calls import CallEvent, CallRepository, CallTracker
+from services.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PositionAlert:
+    """RISK_METHODS §6: a new position, or a position changing by more than 50% in one update."""
+
+    ts: float
+    account: str
+    code: str
+    kind: str  # "new position" | "change > 50%"
+    old_qty: float
+    new_qty: float
+
+
+class HistoryBuffer:
+    """Equity, IM and MM of every account sampled through the session, within a memory budget."""
+
+    def __init__(self, n_acct: int, interval: float = 10.0, budget_bytes: int = 64 << 20) -> None:
+        self.interval = interval
+        self.capacity = max(16, min(4096, budget_bytes // max(1, n_acct * 12)))
+        self.t = np.zeros(self.capacity)
+        self.values = np.zeros((self.capacity, 3, n_acct), np.float32)
+        self.n = 0
+        self.last = 0.0
+
+    def maybe_sample(self, engine: MarginEngine, ts: float) -> None:
+        if ts - self.last < self.interval:
+            return
+        self.last = ts
+        i = self.n % self.capacity
+        self.t[i] = ts
+        self.values[i, 0] = engine.equity
+        self.values[i, 1] = engine.im
+        self.values[i, 2] = engine.mm
+        self.n += 1
+
+    def series(self, a: int) -> tuple[np.ndarray, np.ndarray]:
+        """(times, [equity, im, mm] × samples) for one account, oldest first."""
+        k = min(self.n, self.capacity)
+        order = (np.arange(k) + (self.n - k)) % self.capacity
+        return self.t[order], self.values[order, :, a].T.astype(np.float64)
+
+
+class LiveMonitor:
+    def __init__(self, store: Store | None, book: Book, feed_address: str | None = None,
+                 calendar: TradingCalendar | None = None, clock: Callable[[], float] = time.time,
+                 persist_calls: bool = True) -> None:
+        self.store = store
+        self.clock = clock
+        self.calendar = calendar or TradingCalendar()
+        self.lock = threading.RLock()
+        self.engine = MarginEngine(book)
+        self.stats = FeedStats()
+        self.feed_address = feed_address
+        self.position_alerts: deque[PositionAlert] = deque(maxlen=500)
+        self.recalc_count = 0
+        self.last_recalc = clock()
+        self._changed = np.zeros(book.n_acct, bool)
+        self._reset = True
+        self._batches_since_full = 0
+        self._subscriber: FeedSubscriber | None = None
+        self._writer_q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._persist = persist_calls and store is not None
+        self.writer_errors: deque[str] = deque(maxlen=20)
+        self._last_amount_flush = 0.0
+        self._init_book_state(book)
+        self.tracker = CallTracker(book.n_acct, self.calendar, int(book.parameter("call_deadline_days")))
+        self._repo: CallRepository | None = None
+        if self._persist and book.acct_ids is not None:
+            assert store is not None
+            self._repo = CallRepository(store, book.acct_ids)
+            self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())})
+        self._handle_events(self.tracker.update(self.engine, np.arange(book.n_acct), clock()))
+
+    def _init_book_state(self, book: Book) -> None:
+        now = self.clock()
+        self.price_ts = np.full(book.n_sec, now)
+        self.stale_after = book.parameter("stale_after_seconds") or 5.0
+        self.market_open = book.parameter("market_open_hhmm")
+        self.market_close = book.parameter("market_close_hhmm")
+        self.history = HistoryBuffer(book.n_acct)
+        self.history.maybe_sample(self.engine, now)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        if self._persist and self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="call-writer", daemon=True)
+            self._writer.start()
+        if self.feed_address and self._subscriber is None:
+            self.stats.state = "connecting"
+            self._subscriber = FeedSubscriber(self.feed_address, self._on_batch, self._on_resync,
+                                              stats=self.stats, stale_after=self.stale_after)
+            self._subscriber.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._subscriber is not None:
+            self._subscriber.stop()
+            self._subscriber.join(timeout)
+            self._subscriber = None
+        if self._writer is not None:
+            self._writer_q.put(("stop", None))
+            self._writer.join(timeout)
+            self._writer = None
+
+    @property
+    def running(self) -> bool:
+        return self._subscriber is not None and self._subscriber.is_alive()
+
+    # ------------------------------------------------------------------ feed side
+    def _on_resync(self, reason: str) -> None:
+        """A gap, a new epoch or the first message: re-read the store before trusting results."""
+        if self.store is None:
+            return
+        self.stats.state = "resyncing"
+        book = self.store.load_book()
+        self.reload(book)
+
+    def reload(self, book: Book) -> None:
+        with self.lock:
+            self.engine.reload(book)
+            self._changed = np.zeros(book.n_acct, bool)
+            self._reset = True
+            if self.tracker.open.shape[0] != book.n_acct:
+                self.tracker.resize(book.n_acct)
+            if self._repo is not None and book.acct_ids is not None:
+                self._repo.acct_ids = book.acct_ids
+                self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())})
+            self._init_book_state(book)
+            events = self.tracker.update(self.engine, np.arange(book.n_acct), self.clock())
+            self.last_recalc = self.clock()
+            self.recalc_count += 1
+        self._handle_events(events)
+
+    def _on_batch(self, messages: list[Message]) -> None:
+        b = self.engine.book
+        px_codes: list[str] = []
+        px_vals: list[float] = []
+        pos: list[list[Any]] = []
+        cash: list[list[Any]] = []
+        fx: list[list[Any]] = []
+        for m in messages:
+            if m.topic == "px":
+                for code, price in m.items:
+                    px_codes.append(code)
+                    px_vals.append(price)
+            elif m.topic == "pos":
+                pos.extend(m.items)
+            elif m.topic == "cash":
+                cash.extend(m.items)
+            elif m.topic == "fx":
+                fx.extend(m.items)
+        now = self.clock()
+        events: list[CallEvent] = []
+        with self.lock:
+            touched: list[np.ndarray] = []
+            if px_codes:
+                idx = np.fromiter((b.sec_index.get(c, -1) for c in px_codes), np.int64, len(px_codes))
+                bad = idx < 0
+                if bad.any():
+                    self.stats.drop(f"px: unknown security {px_codes[int(np.argmax(bad))]!r} "
+                                    f"({int(bad.sum())} item(s) ignored)")
+                ok = ~bad
+                prices = np.asarray(px_vals, np.float64)[ok]
+                idx = idx[ok]
+                d = self.engine.apply_prices(idx, prices)
+                self.price_ts[idx] = now
+                touched.append(d.accounts)
+            if fx:
+                cur = [(b.currencies.index(c) if c in b.currencies else -1, r) for c, r in fx]
+                for (ci, _), (c, _) in zip(cur, fx, strict=True):
+                    if ci < 0:
+                        self.stats.drop(f"fx: unknown currency {c!r}")
+                good = [(ci, r) for ci, r in cur if ci >= 0]
+                if good:
+                    d = self.engine.apply_fx(np.array([g[0] for g in good]), np.array([g[1] for g in good]))
+                    touched.append(d.accounts)
+            if cash:
+                rows = [(b.acct_index.get(a, -1), b.currencies.index(c) if c in b.currencies else -1, v)
+                        for a, c, v in cash]
+                good = [r for r in rows if r[0] >= 0 and r[1] >= 0]
+                if len(good) < len(rows):
+                    self.stats.drop(f"cash: {len(rows) - len(good)} item(s) with unknown account or currency")
+                if good:
+                    arr = np.array(good, np.float64)
+                    d = self.engine.apply_cash(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
+                    touched.append(d.accounts)
+            if pos:
+                touched.append(self._apply_positions(pos, now))
+            if touched:
+                acc = np.unique(np.concatenate(touched)) if len(touched) > 1 else touched[0]
+                self._changed[acc] = True
+                events = self.tracker.update(self.engine, acc, now)
+                self.recalc_count += 1
+                self.last_recalc = now
+                self._batches_since_full += 1
+                if self._batches_since_full >= 500:  # clear float drift of the incremental sums
+                    self.engine.recompute_all()
+                    self._batches_since_full = 0
+            self.history.maybe_sample(self.engine, now)
+            self._flush_amounts(now)
+        self._handle_events(events)
+
+    def _apply_positions(self, items: list[list[Any]], now: float) -> np.ndarray:
+        b = self.engine.book
+        rows = [(b.acct_index.get(a, -1), b.sec_index.get(c, -1), q) for a, c, q in items]
+        good = [r for r in rows if r[0] >= 0 and r[1] >= 0]
+        if len(good) < len(rows):
+            self.stats.drop(f"pos: {len(rows) - len(good)} item(s) with unknown account or security")
+        if not good:
+            return np.zeros(0, np.int64)
+        arr = np.array(good, np.float64)
+        a, s, q = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
+        old_rows = self.engine.find_positions(a, s)
+        old_q = np.where(old_rows >= 0, b.pos_qty[np.maximum(old_rows, 0)], 0.0)
+        d, new = self.engine.apply_positions(a, s, q)
+        big = (~new) & (np.abs(q - old_q) > 0.5 * np.abs(old_q))
+        for i in np.flatnonzero(new | big).tolist():
+            self.position_alerts.append(PositionAlert(
+                now, b.acct_codes[a[i]], b.sec_codes[s[i]], "new position" if new[i] else "change > 50%",
+                float(old_q[i]), float(q[i])))
+        return d.accounts
+
+    def _flush_amounts(self, now: float) -> None:
+        if self._repo is None or now - self._last_amount_flush < 2.0:
+            return
+        self._last_amount_flush = now
+        dirty = self.tracker.take_dirty()
+        if dirty.size:
+            self._writer_q.put(("amounts", (dirty, self.tracker.status[dirty].copy(),
+                                            self.tracker.amount[dirty].copy())))
+
+    def _handle_events(self, events: list[CallEvent]) -> None:
+        if events and self._repo is not None:
+            if self._writer is None:
+                self._safe_write(("events", events))
+            else:
+                self._writer_q.put(("events", events))
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._writer_q.get()
+            if item[0] == "stop":
+                return
+            self._safe_write(item)
+
+    def _safe_write(self, item: tuple[str, Any]) -> None:
+        assert self._repo is not None
+        try:
+            if item[0] == "events":
+                self._repo.write(item[1])
+            else:
+                self._repo.write_amounts(*item[1])
+        except Exception as e:  # the store may be briefly unreachable; the next events carry on
+            log.exception("writing margin-call events failed")
+            self.writer_errors.append(f"{time.strftime('%H:%M:%S')} {e}")
+
+    def flush_writes(self, timeout: float = 10.0) -> None:
+        """Wait until the writer has stored everything queued so far (tests, shutdown)."""
+        done = threading.Event()
+        if self._writer is None:
+            return
+        self._writer_q.put(("events", []))
+        deadline = time.time() + timeout
+        while not self._writer_q.empty() and time.time() < deadline:
+            time.sleep(0.01)
+        done.set()
+
+    # ------------------------------------------------------------------ GUI side
+    def take_changes(self) -> tuple[bool, np.ndarray]:
+        """(full reset?, changed account indices) since the last call; cheap, under the lock."""
+        with self.lock:
+            reset = self._reset
+            changed = np.flatnonzero(self._changed)
+            if changed.size:
+                self._changed[changed] = False
+            self._reset = False
+        return reset, changed
+
+    def stale_securities(self) -> np.ndarray:
+        now = self.clock()
+        if not in_trading_hours(now, self.market_open, self.market_close, self.calendar):
+            return np.zeros(self.price_ts.shape[0], bool)
+        return (now - self.price_ts) > self.stale_after
+
+    def stale_accounts(self, stale_sec: np.ndarray | None = None) -> np.ndarray:
+        """Accounts holding at least one stale price (their alerts are flagged)."""
+        with self.lock:
+            e = self.engine
+            s = self.stale_securities() if stale_sec is None else stale_sec
+            out = np.zeros(e.book.n_acct, bool)
+            if s.any() and e.book.n_pos:
+                hit = s[e.book.pos_sec].astype(np.int64)
+                counts = np.add.reduceat(hit, e._seg_starts)
+                out[e._nonempty] = counts > 0
+            return out
+
+    def today(self) -> Any:
+        return local_date(self.clock())
+
+    def feed_state(self) -> str:
+        if not self.feed_address:
+            return "no feed"
+        return self.stats.state
