@@ -164,7 +164,7 @@ def make_demo_book(clients: int = 3000, seed: int = 7, positions: int | None = N
     from services.margin import MarginEngine  # local: the engine resolves ratios exactly as live
 
     eng = MarginEngine(book)
-    net, im, mm = eng.sums[:, 0], eng.sums[:, 2], eng.sums[:, 3]
+    net, im, mm = eng.sums[0], eng.sums[2], eng.sums[3]
     fc = book.parameter("force_call_factor") * mm
     u = rng.random(n_acct)
     bucket = np.select([u < 0.86, u < 0.915, u < 0.96], [0, 1, 2], 3)

@@ -33,12 +33,15 @@ def derive(cash: np.ndarray, net: np.ndarray, gross: np.ndarray, im: np.ndarray,
     """Everything of §1 that follows from the account sums; shared by live, stress and what-if."""
     equity = cash + net
     fc = force_call_factor * mm
-    status = np.where(equity >= im, SAFE,
-                      np.where(equity >= mm, WARNING, np.where(equity >= fc, CALL, FORCE))).astype(np.int8)
+    # IM ≥ MM ≥ FC, so the status is the number of thresholds equity falls below
+    status = (equity < im).view(np.int8) + (equity < mm).view(np.int8) + (equity < fc).view(np.int8)
     no_pos = im == 0
-    status = np.where(no_pos, np.where(equity < 0, FORCE, SAFE), status).astype(np.int8)
-    in_call = status >= CALL
-    call_amount = np.where(in_call, np.where(no_pos, -equity, np.maximum(0.0, im - equity)), 0.0)
+    if no_pos.any():
+        status[no_pos] = np.where(equity[no_pos] < 0, FORCE, SAFE)
+    call_amount = np.maximum(0.0, im - equity)
+    call_amount[status < CALL] = 0.0
+    if no_pos.any():
+        call_amount[no_pos] = np.where(status[no_pos] >= CALL, -equity[no_pos], 0.0)
     excess = equity - im
     return {
         "equity": equity,
@@ -159,9 +162,9 @@ class MarginEngine:
         b = self.book
         self.pxb = self._pxb()
         self.cash_base = b.cash @ b.fx
-        sums = np.zeros((b.n_acct, 4))
+        sums = np.zeros((4, b.n_acct))
         if b.n_pos:
-            seg = np.empty((self._seg_starts.shape[0], 4))
+            seg = np.empty((4, self._seg_starts.shape[0]))
             chunks = self._chunks
             if len(chunks) >= 4:
                 half = len(chunks) // 2
@@ -170,8 +173,8 @@ class MarginEngine:
                 f.result()
             else:
                 self._sum_chunks(chunks, seg)
-            sums[self._nonempty] = seg
-        self.sums = sums
+            sums[:, self._nonempty] = seg
+        self.sums = sums  # (4, n_acct): net, gross, IM, MM — each row contiguous
 
     def _sum_chunks(self, chunks: list[tuple[int, int, int, int]], seg: np.ndarray) -> None:
         """Segment sums of W·pxb[sec] over cache-sized chunks that end on account boundaries.
@@ -190,7 +193,7 @@ class MarginEngine:
             np.multiply(WT[:, lo:hi], gg, out=bb)
             rel = starts[sa:sb] - lo
             for k in range(4):
-                seg[sa:sb, k] = np.add.reduceat(bb[k], rel)
+                seg[k, sa:sb] = np.add.reduceat(bb[k], rel)
 
     def recompute_all(self) -> None:
         """Full recompute from the arrays; also clears any drift of the incremental sums."""
@@ -199,9 +202,13 @@ class MarginEngine:
 
     def _set_results(self, idx: np.ndarray, full: bool = False) -> None:
         b = self.book
-        s = self.sums[idx]
-        r = derive(self.cash_base[idx], s[:, 0], s[:, 1], s[:, 2], s[:, 3], b.financing_limit[idx],
-                   self.force_call_factor)
+        if full:
+            s = self.sums
+            r = derive(self.cash_base, s[0], s[1], s[2], s[3], b.financing_limit, self.force_call_factor)
+        else:
+            s = self.sums[:, idx]
+            r = derive(self.cash_base[idx], s[0], s[1], s[2], s[3], b.financing_limit[idx],
+                       self.force_call_factor)
         if full:
             for k, v in r.items():
                 setattr(self, k, v)
@@ -210,10 +217,14 @@ class MarginEngine:
                 getattr(self, k)[idx] = v
 
     def _finish(self, touched: np.ndarray, old_status: np.ndarray | None = None) -> Diff:
-        """Re-derive the touched accounts; `old_status` (full array) when sums moved in steps."""
+        """Re-derive the touched accounts; `old_status` (full array) when sums moved in steps.
+
+        When most accounts are touched, re-deriving all of them in contiguous arrays is cheaper
+        than gathering and scattering the touched ones.
+        """
         touched = np.asarray(touched, np.int32)
         old = (self.status if old_status is None else old_status)[touched].copy()
-        self._set_results(touched)
+        self._set_results(touched, full=touched.shape[0] > self.book.n_acct // 2)
         moved = old != self.status[touched]
         return Diff(touched, touched[moved], old[moved])
 
@@ -251,14 +262,13 @@ class MarginEngine:
         n = self.book.n_acct
         if acct.shape[0] > n // 4:
             # dense: bincounts over the whole account range beat sorting the touched accounts
-            counts = np.bincount(acct, minlength=n)
-            touched = np.flatnonzero(counts)
+            touched = np.flatnonzero(np.bincount(acct, minlength=n))
             for k in range(4):
-                self.sums[touched, k] += np.bincount(acct, delta[:, k], minlength=n)[touched]
+                self.sums[k] += np.bincount(acct, delta[:, k], minlength=n)
         else:
             touched, inv = np.unique(acct, return_inverse=True)
             for k in range(4):
-                self.sums[touched, k] += np.bincount(inv, delta[:, k], minlength=touched.shape[0])
+                self.sums[k, touched] += np.bincount(inv, delta[:, k], minlength=touched.shape[0])
         return touched
 
     def apply_fx(self, cur_idx: np.ndarray, rates: np.ndarray) -> Diff:

@@ -108,6 +108,15 @@ class Threads:
         assert sim.error is None and sim.endpoint is not None
         return sim
 
+    def stop_simulator(self, sim: FeedSimulator, timeout: float = 3.0) -> float:
+        """Stop ``sim``, join its thread and return how long that took."""
+        thread = next(t for t, stop in self.started if stop == sim.stop)
+        started = time.monotonic()
+        sim.stop()
+        thread.join(timeout)
+        assert not thread.is_alive(), "the simulator did not stop"
+        return time.monotonic() - started
+
     def subscriber(self, sub: FeedSubscriber) -> FeedSubscriber:
         sub.start()
         self.started.append((sub, sub.stop))
@@ -245,8 +254,8 @@ def test_simulated_prices_reach_on_batch(threads: Threads) -> None:
     wait_until(lambda: stats.messages >= 30 and {"px", "pos", "cash", "hb"} <= consumer.topics(),
                what="px, pos, cash and hb messages")
     assert stats.rates()[1] > 0
-    sim.stop()
-    wait_until(lambda: stats.epoch == sim.epoch and stats.last_seq == sim.seq - 1, what="the last message")
+    threads.stop_simulator(sim)
+    wait_until(lambda: consumer.messages[-1].seq == sim.seq - 1, what="the last message reaching on_batch")
 
     assert consumer.events[0] == ("resync", "initial snapshot"), "a snapshot before any message is applied"
     assert consumer.resyncs() == ["initial snapshot"]
@@ -400,11 +409,7 @@ def test_simulator_stops_promptly(threads: Threads) -> None:
     before = book.price.copy()
     sim, sub, _ = start_feed(threads, book, rate=0, batch=50)  # rate 0: as fast as possible
     wait_until(lambda: sub.stats.updates > 2000, what="a few thousand updates")
-    thread = next(t for t, _ in threads.started if t.name == "FeedSimulator")
-    started = time.monotonic()
-    sim.stop()
-    thread.join(timeout=3)
-    assert not thread.is_alive() and time.monotonic() - started < 1.5
+    assert threads.stop_simulator(sim) < 1.5
     assert np.all(book.price > 0) and not np.array_equal(book.price, before), "book.price is walked in place"
 
 
