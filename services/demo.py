@@ -175,8 +175,10 @@ def make_demo_book(clients: int = 3000, seed: int = 7, positions: int | None = N
         [safe_e, mm + (im - mm) * (0.1 + 0.8 * v), fc + (mm - fc) * (0.1 + 0.8 * v)],
         fc * (0.4 + 0.5 * v))
     is_cash_acct = acct_type == ACCT_CASH
-    # cash accounts: mostly a credit balance; the call buckets get a small debit
+    # cash accounts: a credit balance, or (the call buckets) an unpaid purchase of 1–25% of holdings,
+    # which puts E below MM = MV (call) or below FC = 0.8·MV (force)
     target_e = np.where(is_cash_acct & (bucket <= 1), im + np.abs(net) * 0.1 * v + 10_000, target_e)
+    target_e = np.where(is_cash_acct & (bucket >= 2), net * (1.0 - (0.01 + 0.24 * v)), target_e)
     hkd = np.round(target_e - net, 2)
     # some accounts also hold USD / CNH cash (the HKD leg is adjusted so the total is unchanged)
     usd = np.where(rng.random(n_acct) < 0.15, np.round(rng.normal(0, 20_000, n_acct), 2), 0.0)

@@ -96,6 +96,10 @@ class LiveMonitor:
         self._persist = persist_calls and store is not None
         self.writer_errors: deque[str] = deque(maxlen=20)
         self._last_amount_flush = 0.0
+        # publish time of the oldest tick applied but not yet taken by the GUI, and the observed
+        # tick → take latencies (seconds) for the gui.tick_to_row benchmark and the feed dock
+        self._oldest_pending: float | None = None
+        self.latencies: deque[float] = deque(maxlen=10_000)
         self._init_book_state(book)
         self.tracker = CallTracker(book.n_acct, self.calendar, int(book.parameter("call_deadline_days")))
         self._repo: CallRepository | None = None
@@ -171,6 +175,7 @@ class LiveMonitor:
         pos: list[list[Any]] = []
         cash: list[list[Any]] = []
         fx: list[list[Any]] = []
+        oldest_px = min((m.ts for m in messages if m.topic == "px"), default=None)
         for m in messages:
             if m.topic == "px":
                 for code, price in m.items:
@@ -222,6 +227,8 @@ class LiveMonitor:
             if touched:
                 acc = np.unique(np.concatenate(touched)) if len(touched) > 1 else touched[0]
                 self._changed[acc] = True
+                if oldest_px is not None and self._oldest_pending is None:
+                    self._oldest_pending = oldest_px
                 events = self.tracker.update(self.engine, acc, now)
                 self.recalc_count += 1
                 self.last_recalc = now
@@ -307,6 +314,9 @@ class LiveMonitor:
             if changed.size:
                 self._changed[changed] = False
             self._reset = False
+            if self._oldest_pending is not None:
+                self.latencies.append(time.time() - self._oldest_pending)
+                self._oldest_pending = None
         return reset, changed
 
     def stale_securities(self) -> np.ndarray:

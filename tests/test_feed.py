@@ -64,9 +64,7 @@ class Consumer:
         self.px_updates = 0
 
     def on_batch(self, messages: list[Message]) -> None:
-        with self.lock:
-            self.events.append(("batch", [m.seq for m in messages]))
-            self.messages.extend(messages)
+        """Apply the batch, then record it (so a test seeing the record also sees the prices)."""
         for m in messages:
             if m.topic == "px":
                 for code, price in m.items:
@@ -80,6 +78,9 @@ class Consumer:
                 for account, code, _qty in m.items:
                     if account not in self.accounts or code not in self.index:
                         self.stats.drop(f"unknown position {account} {code}")
+        with self.lock:
+            self.events.append(("batch", [m.seq for m in messages]))
+            self.messages.extend(messages)
 
     def on_resync(self, reason: str) -> None:
         with self.lock:

@@ -4,9 +4,9 @@
 
 - ``px`` messages of ``batch`` items at ``rate`` items/s: vectorised log-price random walk (steps
   scaled to ~2 % daily volatility at the tick rate, jumps of ±5–15 % with probability ``jump_prob``
-  per tick). Securities are chosen by round-robin permutation sweeps plus random extras, the sweep
-  share sized so every security ticks about every 1.5 s when ``rate`` allows it (a sweep cannot be
-  faster than ``n_sec / rate`` seconds).
+  per tick). Securities are chosen by a round-robin sweep over one shuffled order plus random
+  extras, the sweep share sized so every security ticks at least every 1.5 s when ``rate`` allows
+  (a sweep cannot be faster than ``n_sec / rate`` seconds).
 - ``pos`` every ``pos_every`` s: the absolute quantity of a held position changed by ±10–60 % (lot
   rounded), or now and then a brand-new position in a security the account does not hold.
 - ``cash`` every ``cash_every`` s: a deposit or withdrawal on an account's base-currency balance,
@@ -118,8 +118,10 @@ class FeedSimulator:
         valid = np.isfinite(price) & (price > 0)
         self._logp = np.log(np.where(valid, price, 1.0))
         self._dirty = np.zeros(n_sec, dtype=bool)
-        self._perm = np.zeros(0, dtype=np.int64)
-        self._cursor = 0  # position in `_perm`; an exhausted (or the initial empty) sweep draws a new one
+        # One shuffled order swept round-robin: a security is at the same place in every sweep, so the
+        # time between two of its sweep ticks is exactly one sweep (fresh permutations could make it two).
+        self._perm = self._rng.permutation(n_sec)
+        self._cursor = 0
         ticks_per_sec = (self.rate / n_sec) if (n_sec and 0 < self.rate < 1e9) else 1.0
         self._sigma = min(0.01, _DAILY_VOL / math.sqrt(max(1.0, ticks_per_sec * _TRADING_SECONDS)))
 
@@ -278,7 +280,7 @@ class FeedSimulator:
 
     # ----------------------------------------------------------------- simulated data
     def _pick(self) -> np.ndarray:
-        """Securities for one px message: the next slice of a permutation sweep plus random extras."""
+        """Securities for one px message: the next slice of the round-robin sweep plus random extras."""
         n = self.book.n_sec
         size = min(self.batch, n)
         if 0 < self.rate < 1e9:
@@ -289,8 +291,7 @@ class FeedSimulator:
         parts: list[np.ndarray] = []
         need = sweep
         while need:
-            if self._cursor >= self._perm.size:
-                self._perm = self._rng.permutation(n)
+            if self._cursor >= n:
                 self._cursor = 0
             chunk = self._perm[self._cursor:self._cursor + need]
             self._cursor += chunk.size

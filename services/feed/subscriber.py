@@ -11,7 +11,7 @@ Guarantees (DESIGN.md "Feed wire format", RISK_METHODS §6):
   on a new epoch ("new epoch …") and on a sequence gap ("gap: expected N got M"). The consumer
   re-reads the store there (a snapshot) and then applies the messages that follow.
 - ``on_batch(messages)`` gets valid messages in sequence order, duplicates removed, ``hb`` included
-  so the consumer can see liveness. Calls come from the subscriber thread: a GUI consumer must hop to
+  so the consumer can see liveness; each batch is a list the consumer may keep. Calls come from the subscriber thread: a GUI consumer must hop to
   its own thread (e.g. by emitting a Qt signal), as no Qt is imported here.
 - `FeedStats.state` is "connecting" until the first message, "live" while messages arrive, "stale"
   after ``stale_after`` seconds without one (``hb`` counts), "resyncing" while ``on_resync`` runs,
@@ -20,6 +20,7 @@ Guarantees (DESIGN.md "Feed wire format", RISK_METHODS §6):
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections import deque
@@ -128,11 +129,21 @@ class FeedStats:
 
 
 class FeedSubscriber(threading.Thread):
-    """Receives the feed at ``address`` (e.g. "tcp://127.0.0.1:5599") until `stop` is called."""
+    """Receives the feed at ``address`` (e.g. "tcp://127.0.0.1:5599") until `stop` is called.
+
+    Each poll wake-up drains up to ``max_batch`` messages without blocking. They are decoded and
+    handed on in order, a batch closing as soon as it holds ``max_items`` items or more, so one drain
+    may give several ``on_batch`` calls. Big batches let the consumer amortise its per-batch work (a
+    margin recalculation), but every decoded item list alive at once is traversed by Python's cyclic
+    GC again and again (measured here, 1,000-item px messages decoded and applied: 2.6M updates/s
+    one message per call, 1.7M fifty per call, 0.9M a thousand per call); the default bound only
+    bites on a backlog, where a full ``max_batch`` drain would otherwise be a million items.
+    """
 
     def __init__(self, address: str, on_batch: Callable[[list[Message]], None],
                  on_resync: Callable[[str], None], stats: FeedStats | None = None,
-                 stale_after: float = 5.0, poll_ms: int = 50, max_batch: int = 1000) -> None:
+                 stale_after: float = 5.0, poll_ms: int = 50, max_batch: int = 1000,
+                 max_items: int = 50_000) -> None:
         super().__init__(name=f"FeedSubscriber({address})", daemon=True)
         self.address = address
         self.on_batch = on_batch
@@ -141,6 +152,7 @@ class FeedSubscriber(threading.Thread):
         self.stale_after = float(stale_after)
         self.poll_ms = max(1, int(poll_ms))
         self.max_batch = max(1, int(max_batch))
+        self.max_items = max(1, int(max_items))
         self.error: BaseException | None = None  # set if the socket itself failed (e.g. a bad address)
         self._stop_event = threading.Event()
         self._epoch: str | None = None
@@ -150,10 +162,6 @@ class FeedSubscriber(threading.Thread):
     def stop(self) -> None:
         """Ask `run` to return; it closes the socket within about ``poll_ms``. Safe from any thread."""
         self._stop_event.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_event.is_set()
 
     def run(self) -> None:
         ctx = zmq.Context()
@@ -182,7 +190,7 @@ class FeedSubscriber(threading.Thread):
             try:
                 ready = sock.poll(self.poll_ms, zmq.POLLIN)
             except zmq.ZMQError as e:
-                if e.errno == zmq.EINTR:
+                if e.errno == errno.EINTR:
                     continue
                 raise
             if ready:
@@ -205,6 +213,7 @@ class FeedSubscriber(threading.Thread):
     def _handle(self, received: list[list[bytes]]) -> None:
         stats = self.stats
         pending: list[Message] = []
+        pending_items = 0
         for frames in received:
             try:
                 msg = decode(frames)
@@ -220,7 +229,7 @@ class FeedSubscriber(threading.Thread):
                 else:
                     reason = f"new epoch {msg.epoch} (was {self._epoch})"
                 self._flush(pending)
-                pending = []
+                pending, pending_items = [], 0
                 self._epoch = msg.epoch
                 self._resync(reason, gap=False)
             elif msg.seq <= self._last_seq:
@@ -228,10 +237,14 @@ class FeedSubscriber(threading.Thread):
                 continue
             elif msg.seq != self._last_seq + 1:
                 self._flush(pending)
-                pending = []
+                pending, pending_items = [], 0
                 self._resync(f"gap: expected {self._last_seq + 1} got {msg.seq}", gap=True)
             self._last_seq = msg.seq
             pending.append(msg)
+            pending_items += len(msg.items)
+            if pending_items >= self.max_items:
+                self._flush(pending)
+                pending, pending_items = [], 0
         self._flush(pending)
 
     def _flush(self, messages: list[Message]) -> None:

@@ -15,8 +15,9 @@ subscriber can count and show the drop and carry on. Guarantees of a decoded `Me
 Codes are not looked up here: only the consumer knows the book, and it reports unknown codes itself.
 
 Speed matters (up to 500,000 item updates/s): a valid message is checked column-wise with C-level
-builtins (``zip``, ``map(type, …)``, one numpy pass over the numbers) and only a message that fails
-that fast check is walked item by item to explain what is wrong.
+builtins (``map(itemgetter)``, ``str.join``, ``map(type, …)``, one numpy pass over the numbers) and only a message
+that fails that fast check is walked item by item to explain what is wrong. The columns are kept on
+the `Message` so the consumer need not transpose again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NoReturn
 
 import numpy as np
@@ -46,6 +48,7 @@ _SHAPES: dict[str, tuple[tuple[str, str], ...]] = {
     "fx": (("currency", "str"), ("rate", "pos")),
 }
 
+_GETTERS = tuple(itemgetter(j) for j in range(max(map(len, _SHAPES.values()))))
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
@@ -55,13 +58,21 @@ class WireError(ValueError):
 
 @dataclass(slots=True)
 class Message:
-    """One decoded, validated feed message (see the module docstring for what is guaranteed)."""
+    """One decoded, validated feed message (see the module docstring for what is guaranteed).
+
+    ``columns`` is the items transposed, built anyway while validating and kept so a consumer can
+    apply a message without touching items one by one: one entry per field of the topic's shape,
+    strings as a list, numbers as a float64 array (px: ``(codes, prices)``; pos: ``(accounts, codes,
+    qty)``; cash: ``(accounts, currencies, amounts)``; fx: ``(currencies, rates)``); None for hb.
+    It is not part of equality.
+    """
 
     topic: str
     epoch: str
     seq: int
     ts: float
     items: list
+    columns: tuple | None = field(default=None, compare=False, repr=False)
 
 
 def encode(topic: str, epoch: str, seq: int, items: list, ts: float | None = None) -> list[bytes]:
@@ -113,26 +124,30 @@ def decode(frames: list[bytes]) -> Message:
     if type(doc) is not dict:
         raise WireError(f"payload must be a JSON object, got {_json_type(doc)}")
 
-    v = doc.get("v")
+    v: Any = doc.get("v")
     if type(v) is not int or v != WIRE_VERSION:
         raise WireError(f"unsupported version v={_show(v)} (expected {WIRE_VERSION})")
-    epoch = doc.get("epoch")
+    epoch: Any = doc.get("epoch")
     if type(epoch) is not str or not epoch:
         raise WireError(f"epoch must be a non-empty string, got {_show(epoch)}")
-    seq = doc.get("seq")
+    seq: Any = doc.get("seq")
     if type(seq) is not int:
         raise WireError(f"seq must be an integer, got {_show(seq)}")
     if seq < 0:
         raise WireError(f"seq must be ≥ 0, got {seq}")
-    ts = doc.get("ts")
+    ts: Any = doc.get("ts")
     if type(ts) not in _NUMBER_TYPES or not -_FLOAT_MAX <= ts <= _FLOAT_MAX:
         raise WireError(f"ts must be a finite number, got {_show(ts)}")
-    items = doc.get("items")
+    items: Any = doc.get("items")
     if type(items) is not list:
         raise WireError(f"items must be a list, got {_show(items)}")
-    if items and topic != "hb" and not _items_ok(_SHAPES[topic], items):
+    if topic == "hb":
+        return Message(topic, epoch, seq, float(ts), items)
+    shape = _SHAPES[topic]
+    columns = _columns(shape, items)
+    if columns is None:
         _explain(topic, items)
-    return Message(topic, epoch, seq, float(ts), items)
+    return Message(topic, epoch, seq, float(ts), items, columns)
 
 
 def _parse_json(payload: bytes | bytearray | memoryview) -> Any:
@@ -153,37 +168,46 @@ def _parse_json(payload: bytes | bytearray | memoryview) -> Any:
         raise WireError(f"bad JSON: {str(e)[:80]}") from None
 
 
-def _items_ok(shape: tuple[tuple[str, str], ...], items: list) -> bool:
-    """True when every item has the topic's shape; column-wise, no per-item Python code.
+def _columns(shape: tuple[tuple[str, str], ...], items: list) -> tuple | None:
+    """The items as columns when every item has the topic's shape, else None; no per-item Python code.
 
-    ``zip(*items, strict=True)`` transposes to columns and fails unless every item has the same
-    length, which the column count then pins to the topic's. A non-list item of the right length (a
-    string or an object) ends up as strings in the last, numeric column and fails its type check.
+    ``map(len, …)`` pins every item's length to the shape's, ``map(itemgetter(j), …)`` transposes
+    (measured 8 % faster end to end than ``zip(*items)``, whose one iterator per item makes the GC
+    run twice as often), ``"".join`` raises unless a column is all strings, and the numeric check
+    admits exact ints and floats only (no booleans). A non-list item of the right length (a string,
+    an object) fails too: ``itemgetter`` on an object raises, and a string's characters land in the
+    last, numeric column.
     """
+    if not items:
+        return tuple(() if kind == "str" else np.empty(0) for _, kind in shape)
     try:
-        columns = tuple(zip(*items, strict=True))
-    except (TypeError, ValueError):
-        return False
-    if len(columns) != len(shape):
-        return False
+        if set(map(len, items)) != {len(shape)}:
+            return None
+        columns = [list(map(getter, items)) for getter in _GETTERS[:len(shape)]]
+    except (TypeError, KeyError):
+        return None
+    out: list[Any] = []
     for (_name, kind), col in zip(shape, columns, strict=True):
-        types = set(map(type, col))
         if kind == "str":
-            if types != {str}:
-                return False
+            try:
+                "".join(col)
+            except TypeError:
+                return None
+            out.append(col)
             continue
-        if not types <= _NUMBER_TYPES:
-            return False
+        if not set(map(type, col)) <= _NUMBER_TYPES:
+            return None
         try:
             values = np.array(col, dtype=np.float64)
         except OverflowError:  # an int too large for a float
-            return False
+            return None
         ok = np.isfinite(values)
         if kind == "pos":
             ok &= values > 0
         if not ok.all():
-            return False
-    return True
+            return None
+        out.append(values)
+    return tuple(out)
 
 
 def _explain(topic: str, items: list) -> NoReturn:
