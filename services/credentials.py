@@ -6,6 +6,7 @@ session's memory); the GUI asks the user and calls `remember` after a successful
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 
@@ -88,7 +89,5 @@ def forget(url: str) -> None:
     if keyring_usable():
         import keyring
 
-        try:
+        with contextlib.suppress(Exception):
             keyring.delete_password(SERVICE, key)
-        except Exception:
-            pass

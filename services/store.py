@@ -317,6 +317,8 @@ def _bulk_raw(conn: Connection, sql: str, rows: Iterable[tuple[Any, ...]], kind:
             cur.executemany(sql.replace("%s", "?"), rows)
         else:
             cur.executemany(sql, list(rows))
+    except Exception as e:  # driver errors: the surrounding transaction rolls back
+        raise StoreError(f"the store refused the rows ({sql.split('(')[0].strip()}): {e}") from e
     finally:
         cur.close()
 

@@ -53,7 +53,7 @@ def test_save_is_all_or_nothing(sqlite_url: str) -> None:
     seed_demo_store(store, clients=50)
     book = make_demo_book(60, seed=9)
     book.pos_sec[0] = 10_000_000  # no such security: the foreign key fails mid-write
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError, match="FOREIGN KEY"):
         store.save_book(book)
     assert store.load_book().n_acct == 50  # the old book is intact
 
