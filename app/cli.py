@@ -94,7 +94,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--malformed-every", type=_non_negative_float, default=0.0,
                    help="send a malformed message every S s")
     s.add_argument("--no-persist", action="store_true", help="do not write last prices to the store")
+
+    s = sub.add_parser("audit", help="check or export the audit trail")
+    aus = s.add_subparsers(dest="audit_command", parser_class=_Parser, required=True)
+    v = aus.add_parser("verify", help="check the hash chain; names the first broken record")
+    v.add_argument("--db", required=True)
+    v.add_argument("--json", action="store_true")
+    x = aus.add_parser("export", help="write a range of the audit trail to CSV or xlsx")
+    x.add_argument("--db", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--from", dest="start", type=_datetime_arg, help="ISO date/time (inclusive)")
+    x.add_argument("--to", dest="end", type=_datetime_arg, help="ISO date/time (exclusive)")
+    x.add_argument("--actor", default="cli", help="who is exporting (recorded in the audit trail)")
+
+    s = sub.add_parser("user", help="manage RiskDesk users")
+    us = s.add_subparsers(dest="user_command", parser_class=_Parser, required=True)
+    a = us.add_parser("add", help="add a user (PostgreSQL: also the database login; run as the store owner)")
+    a.add_argument("--db", required=True)
+    a.add_argument("--login", required=True)
+    a.add_argument("--role", required=True, choices=["trader", "risk_officer", "supervisor", "cro", "operations",
+                                                      "auditor", "administrator"])
+    a.add_argument("--name", default="")
+    a.add_argument("--password", help="initial password (asked when omitted on a terminal)")
     return p
+
+
+def _datetime_arg(v: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        d = datetime.fromisoformat(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {v!r}") from None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,7 +255,46 @@ def cmd_feed_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from services import audit
+
+    store = _open_store(args.db)
+    if args.audit_command == "verify":
+        res = audit.verify(store)
+        if args.json:
+            json.dump({"ok": res.ok, "records": res.records, "first_bad_id": res.first_bad_id,
+                       "problem": res.problem}, sys.stdout)
+            sys.stdout.write("\n")
+        if not res.ok:
+            raise CliError(res.message())
+        print(res.message(), file=sys.stderr)
+        return 0
+    n = audit.export(store, args.out, args.actor, args.start, args.end)
+    print(f"{n} audit records written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from services import auth
+
+    store = _open_store(args.db)
+    auth.ensure_permissions(store)
+    pw = args.password
+    if pw is None and sys.stdin.isatty():
+        pw = getpass.getpass(f"Password for {args.login}: ")
+    try:
+        auth.create_user(store, args.login, args.role, args.name, pw)
+    except auth.AuthError as e:
+        raise CliError(str(e)) from e
+    print(f"user {args.login} ({args.role}) added to {store.display_name}", file=sys.stderr)
+    return 0
+
+
 _COMMANDS = {
+    "audit": cmd_audit,
+    "user": cmd_user,
     "init": cmd_init,
     "demo": cmd_demo,
     "book": cmd_book,

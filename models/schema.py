@@ -276,3 +276,98 @@ margin_call_snapshots = Table(
 
 PARAMETER_TABLES = ("company_parameters", "haircuts", "financing_limits", "stock_margin_ratios",
                     "client_margin_ratios", "client_groups", "stock_groups", "indices")
+
+# ---------------------------------------------------------------- four-eyes, users, audit (issue 3)
+ROLES = ("trader", "risk_officer", "supervisor", "cro", "operations", "auditor", "administrator")
+ACTIONS = ("view", "request", "approve", "administer")
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False, server_default=""),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", Text),  # local (SQLite) stores only; PostgreSQL authenticates logins itself
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("role in ('trader', 'risk_officer', 'supervisor', 'cro', 'operations', 'auditor', "
+                    "'administrator')", name="role_known"),
+)
+
+role_permissions = Table(
+    "role_permissions", metadata,
+    Column("role", String(32), primary_key=True),
+    Column("action", String(16), primary_key=True),
+    Column("kind", String(64), primary_key=True),  # a change kind, or '*'
+)
+
+approval_flows = Table(
+    "approval_flows", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(64), nullable=False),  # e.g. credit.credit_adjust
+    Column("kind", String(64), nullable=False),
+    Column("min_amount", Float),  # the request's amount range this flow covers (null = open)
+    Column("max_amount", Float),
+    Column("steps", Text, nullable=False),  # JSON list of roles, in order, e.g. ["supervisor", "cro"]
+    _version(),
+)
+
+change_requests = Table(
+    "change_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("op", String(8), nullable=False, server_default="update"),
+    Column("target_table", String(64), nullable=False),
+    Column("target_key", Text, nullable=False),  # JSON object of key columns
+    Column("before", Text, nullable=False, server_default="{}"),
+    Column("after", Text, nullable=False, server_default="{}"),
+    Column("target_version", Integer),
+    Column("amount", Float),  # what the approval flow is chosen by (e.g. a limit increase)
+    Column("reason", Text, nullable=False),
+    Column("context", Text, nullable=False, server_default="{}"),  # shown to the checker
+    Column("maker", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("flow_code", String(64), nullable=False, server_default="default"),
+    Column("flow_steps", Text, nullable=False, server_default='["supervisor"]'),
+    Column("step", Integer, nullable=False, server_default="0"),
+    Column("checker", String(64)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("comment", Text),
+    Column("workstation", String(128), nullable=False, server_default=""),
+    _version(),
+    CheckConstraint("status in ('pending', 'approved', 'rejected', 'cancelled', 'expired')",
+                    name="status_known"),
+    CheckConstraint("op in ('update', 'insert', 'delete')", name="op_known"),
+    CheckConstraint("checker is null or checker <> maker", name="checker_not_maker"),
+    Index("ix_change_requests_status", "status"),
+)
+
+change_request_approvals = Table(
+    "change_request_approvals", metadata,
+    Column("request_id", Integer, ForeignKey("change_requests.id"), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("checker", String(64), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("comment", Text),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("entity_key", Text, nullable=False, server_default=""),
+    Column("before", Text, nullable=False, server_default=""),
+    Column("after", Text, nullable=False, server_default=""),
+    Column("request_id", Integer),
+    Column("workstation", String(128), nullable=False, server_default=""),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_audit_log_ts", "ts"),
+)

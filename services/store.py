@@ -28,6 +28,8 @@ EXTRA_PARAMETERS: dict[str, tuple[float, str]] = {
     "stale_after_seconds": (5.0, "a price not updated for this long in trading hours is stale"),
     "market_open_hhmm": (930.0, "trading hours start (local time, HHMM)"),
     "market_close_hhmm": (1600.0, "trading hours end (local time, HHMM)"),
+    "change_request_expiry_hours": (72.0, "a pending change request expires after this many hours"),
+    "session_lock_minutes": (15.0, "the workstation locks after this many idle minutes"),
 }
 PARAMETER_DESCRIPTIONS = {
     "force_call_factor": "FC = factor × MM (RISK_METHODS §1)",
@@ -155,6 +157,8 @@ class Store:
                      for k, (v, d) in EXTRA_PARAMETERS.items() if k not in have]
             if rows:
                 conn.execute(insert(S.company_parameters), rows)
+            if conn.execute(select(S.store_meta.c.key).where(S.store_meta.c.key == "audit_head")).first() is None:
+                conn.execute(insert(S.store_meta), [{"key": "audit_head", "value": "audit chain writer lock"}])
 
     def parameters(self) -> dict[str, float]:
         with self.begin() as conn:

@@ -1,0 +1,172 @@
+"""The append-only, hash-chained audit trail (issue 3).
+
+Each record's hash is SHA-256 over a length-prefixed canonical form of its fields and the previous
+record's hash, so any edit, deletion or reordering breaks the chain at the first touched record.
+PostgreSQL computes it in `rd_audit_write` under an advisory lock (one chain, many writers, server
+time); SQLite computes the identical form here after taking the database's write lock.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from services.store import Store
+
+GENESIS = "0" * 64
+
+
+def workstation() -> str:
+    try:
+        return socket.gethostname()
+    except OSError:
+        return ""
+
+
+def ts_text(ts: datetime) -> str:
+    """UTC with microseconds, exactly as PostgreSQL's to_char(… 'YYYY-MM-DD"T"HH24:MI:SS.US') || 'Z'."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def canonical(*parts: str) -> str:
+    return "|".join(f"{len(p)}:{p}" for p in parts)
+
+
+def record_hash(rec_id: int, ts: datetime, actor: str, action: str, entity: str, key: str, before: str,
+                after: str, request_id: int | None, ws: str, prev: str) -> str:
+    form = canonical(str(rec_id), ts_text(ts), actor, action, entity, key or "", before or "", after or "",
+                     "" if request_id is None else str(request_id), ws or "", prev)
+    return hashlib.sha256(form.encode("utf-8")).hexdigest()
+
+
+def append(conn: Connection, kind: str, actor: str, action: str, entity: str, key: str = "",
+           before: str = "", after: str = "", request_id: int | None = None, ws: str | None = None) -> int:
+    """Append one record inside the caller's transaction (so it commits with the change it records).
+
+    On PostgreSQL the actor is the logged-in database user whatever `actor` says.
+    """
+    ws = workstation() if ws is None else ws
+    if kind == "postgresql":
+        return int(conn.execute(text("select rd_audit(:a, :e, :k, :b, :f, :r, :w)"), {
+            "a": action, "e": entity, "k": key, "b": before, "f": after, "r": request_id, "w": ws}).scalar_one())
+    # SQLite: take the write lock first so nobody appends between reading the head and writing
+    conn.execute(text("update store_meta set value = value where key = 'audit_head'"))
+    last = conn.execute(text("select id, hash from audit_log order by id desc limit 1")).first()
+    rec_id = (last[0] + 1) if last else 1
+    prev = last[1] if last else GENESIS
+    ts = datetime.now(UTC)
+    h = record_hash(rec_id, ts, actor, action, entity, key, before, after, request_id, ws, prev)
+    conn.execute(text(
+        "insert into audit_log (id, ts, actor, action, entity, entity_key, before, after, request_id, "
+        "workstation, prev_hash, hash) values (:i, :t, :a, :c, :e, :k, :b, :f, :r, :w, :p, :h)"), {
+        "i": rec_id, "t": ts, "a": actor, "c": action, "e": entity, "k": key, "b": before, "f": after,
+        "r": request_id, "w": ws, "p": prev, "h": h})
+    return rec_id
+
+
+def record(store: Store, actor: str, action: str, entity: str, key: str = "", before: str = "",
+           after: str = "", request_id: int | None = None) -> int:
+    """Append in a transaction of its own (logins, exports)."""
+    with store.begin() as conn:
+        return append(conn, store.kind, actor, action, entity, key, before, after, request_id)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    records: int
+    first_bad_id: int | None = None
+    problem: str = ""
+
+    def message(self) -> str:
+        if self.ok:
+            return f"audit chain intact: {self.records} records"
+        return f"audit chain broken at record {self.first_bad_id}: {self.problem}"
+
+
+def _as_utc(v: Any) -> datetime:
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v)
+    return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+
+def verify(store: Store, batch: int = 50_000) -> VerifyResult:
+    """Walk the whole chain in id order; name the first record whose hash or link does not hold."""
+    prev = GENESIS
+    n = 0
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(text(
+            "select id, ts, actor, action, entity, entity_key, before, after, request_id, workstation, "
+            "prev_hash, hash from audit_log order by id"))
+        for r in result:
+            n += 1
+            if r.prev_hash != prev:
+                return VerifyResult(False, n, r.id, "its prev_hash does not match the record before it "
+                                    "(a record was deleted, inserted or reordered)")
+            h = record_hash(r.id, _as_utc(r.ts), r.actor, r.action, r.entity, r.entity_key, r.before, r.after,
+                            r.request_id, r.workstation, r.prev_hash)
+            if h != r.hash:
+                return VerifyResult(False, n, r.id, "its contents do not match its hash (the record was edited)")
+            prev = r.hash
+    return VerifyResult(True, n)
+
+
+def rows(store: Store, start: datetime | None = None, end: datetime | None = None, actor: str | None = None,
+         entity: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    where = []
+    params: dict[str, Any] = {}
+    if start:
+        where.append("ts >= :s")
+        params["s"] = start
+    if end:
+        where.append("ts < :e")
+        params["e"] = end
+    if actor:
+        where.append("actor = :a")
+        params["a"] = actor
+    if entity:
+        where.append("entity = :n")
+        params["n"] = entity
+    sql = ("select id, ts, actor, action, entity, entity_key, before, after, request_id, workstation, hash "
+           "from audit_log" + (" where " + " and ".join(where) if where else "") + " order by id desc")
+    if limit:
+        sql += f" limit {int(limit)}"
+    with store.begin() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(sql), params)]
+
+
+def export(store: Store, path: str | Path, actor: str, start: datetime | None = None,
+           end: datetime | None = None) -> int:
+    """Write a range to CSV or xlsx for auditors; the export itself is audited."""
+    recs = list(reversed(rows(store, start, end)))
+    p = Path(path)
+    cols = ["id", "ts", "actor", "action", "entity", "entity_key", "before", "after", "request_id",
+            "workstation", "hash"]
+    if p.suffix.lower() == ".xlsx":
+        from services.excel import write_table
+
+        write_table(p, "Audit", cols, [[r[c] for c in cols] for r in recs])
+    else:
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for r in recs:
+                w.writerow([r[c] for c in cols])
+    record(store, actor, "export", "audit_log", f"{len(recs)} records",
+           after=f"{p.name} {start or ''}..{end or ''}")
+    return len(recs)
+
+
+def iter_chain(store: Store) -> Iterator[tuple[int, str]]:
+    with store.begin() as conn:
+        yield from conn.execute(text("select id, hash from audit_log order by id"))
