@@ -7,6 +7,7 @@ reload. SQLite: a cheap poll of the requests' version total once a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -41,10 +42,8 @@ class ChangeListener(threading.Thread):
             self._poll_sqlite()
 
     def _emit(self, payload: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a consumer's failure must not end the listener
             self.on_change(payload)
-        except Exception:  # a consumer's failure must not end the listener
-            pass
 
     def _listen(self) -> None:
         import psycopg

@@ -18,11 +18,17 @@ RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 CENTER = Qt.AlignmentFlag.AlignCenter
 
-STATUS_BACKGROUND = {
+STATUS_BACKGROUND = {  # whole rows: muted tints, so a screen of alerts stays readable all day
     0: None,
-    1: QColor(122, 92, 0),  # warning: amber
-    2: QColor(168, 76, 0),  # call: orange
-    3: QColor(139, 14, 20),  # force: deep red
+    1: QColor(74, 61, 16),  # warning: amber
+    2: QColor(100, 52, 14),  # call: orange
+    3: QColor(96, 22, 28),  # force: deep red
+}
+STATUS_BADGE = {  # the status cell itself: saturated, the colour the eye scans for
+    0: None,
+    1: QColor(176, 128, 10),
+    2: QColor(211, 105, 20),
+    3: QColor(178, 30, 38),
 }
 STATUS_TEXT = QColor(255, 255, 255)
 STATUS_ACCENT = {0: "#3fb950", 1: "#e3b341", 2: "#f0883e", 3: "#f85149"}
