@@ -20,29 +20,30 @@ GRANT INSERT, UPDATE, DELETE ON positions, cash_balances, prices, margin_calls, 
 GRANT INSERT ON change_requests TO riskdesk_app;
 
 -- the audit chain: one writer at a time (advisory lock), hash over a length-prefixed canonical form
-CREATE OR REPLACE FUNCTION rd_canon(VARIADIC parts text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-  SELECT string_agg(length(coalesce(p, ''))::text || ':' || coalesce(p, ''), '|' ORDER BY i)
-  FROM unnest(parts) WITH ORDINALITY AS t(p, i)
-$$;
-
 CREATE OR REPLACE FUNCTION rd_audit_write(p_actor text, p_action text, p_entity text, p_key text,
     p_before text, p_after text, p_request integer, p_ws text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
   prev text; new_id integer; t timestamptz := clock_timestamp(); ts_text text; h text;
+  k text := coalesce(p_key, ''); b text := coalesce(p_before, ''); a text := coalesce(p_after, '');
+  r text := coalesce(p_request::text, ''); w text := coalesce(p_ws, ''); i text;
 BEGIN
   PERFORM pg_advisory_xact_lock(7243001);
   SELECT hash INTO prev FROM audit_log ORDER BY id DESC LIMIT 1;
   prev := coalesce(prev, repeat('0', 64));
-  new_id := nextval(pg_get_serial_sequence('audit_log', 'id'));
+  new_id := nextval('audit_log_id_seq');
+  i := new_id::text;
   ts_text := to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || 'Z';
-  h := encode(sha256(convert_to(rd_canon(new_id::text, ts_text, p_actor, p_action, p_entity,
-        coalesce(p_key, ''), coalesce(p_before, ''), coalesce(p_after, ''), coalesce(p_request::text, ''),
-        coalesce(p_ws, ''), prev), 'UTF8')), 'hex');
+  -- the canonical form of services/audit.py: each field as "<length>:<text>", joined by '|'
+  h := encode(sha256(convert_to(
+        length(i) || ':' || i || '|' || length(ts_text) || ':' || ts_text || '|' ||
+        length(p_actor) || ':' || p_actor || '|' || length(p_action) || ':' || p_action || '|' ||
+        length(p_entity) || ':' || p_entity || '|' || length(k) || ':' || k || '|' ||
+        length(b) || ':' || b || '|' || length(a) || ':' || a || '|' || length(r) || ':' || r || '|' ||
+        length(w) || ':' || w || '|' || length(prev) || ':' || prev, 'UTF8')), 'hex');
   INSERT INTO audit_log (id, ts, actor, action, entity, entity_key, before, after, request_id, workstation,
                          prev_hash, hash)
-  VALUES (new_id, t, p_actor, p_action, p_entity, coalesce(p_key, ''), coalesce(p_before, ''),
-          coalesce(p_after, ''), p_request, coalesce(p_ws, ''), prev, h);
+  VALUES (new_id, t, p_actor, p_action, p_entity, k, b, a, p_request, w, prev, h);
   RETURN new_id;
 END $$;
 REVOKE ALL ON FUNCTION rd_audit_write(text, text, text, text, text, text, integer, text) FROM PUBLIC;
