@@ -106,7 +106,7 @@ def login_local(store: Store, login: str, password: str) -> User:
             ok = bool(_hasher().verify(r.password_hash, password))
         except VerificationError:
             ok = False
-    if not ok:
+    if not ok or r is None:
         audit.record(store, login or "?", "login_failed", "users", login)
         raise AuthError("Unknown user or wrong password.")
     audit.record(store, login, "login", "users", login)

@@ -40,7 +40,8 @@ class TradingCalendar:
         out = np.busday_offset(np.datetime64(d, "D"), int(n), roll="forward", holidays=self.holidays)
         return out.astype(date)  # type: ignore[no-any-return]
 
-    def business_days_between(self, start: np.ndarray | date, end: np.ndarray | date) -> np.ndarray:
+    def business_days_between(self, start: np.ndarray | np.datetime64 | date,
+                              end: np.ndarray | np.datetime64 | date) -> np.ndarray:
         """Trading days from `start` to `end` (0 for the same day); vectorised over arrays."""
         s = np.asarray(start, dtype="datetime64[D]")
         e = np.asarray(end, dtype="datetime64[D]")

@@ -60,7 +60,7 @@ def make_demo_book(clients: int = 3000, seed: int = 7, positions: int | None = N
     n_hk = n_sec - n_us
     codes: list[str] = []
     names: list[str] = []
-    price = np.empty(n_sec)
+    price: np.ndarray = np.empty(n_sec)
     taken = {c for c, _, _ in HK_NAMES}
     hk_numbers = (f"{k}.HK" for k in range(20, 100_000) if f"{k}.HK" not in taken)
     for i in range(n_hk):
@@ -81,7 +81,7 @@ def make_demo_book(clients: int = 3000, seed: int = 7, positions: int | None = N
         codes.append(c)
         names.append(nm)
         price[n_hk + j] = p
-    price = np.round(np.clip(price, 0.05, 5000.0), 3)
+    price = np.round(np.clip(price, 0.05, 5000.0), 3).astype(np.float64)
     sec_market = np.r_[np.zeros(n_hk, np.int16), np.ones(n_us, np.int16)]
     sec_currency = np.where(sec_market == 1, 2, 0).astype(np.int16)
     rmb = np.arange(n_hk)[len(HK_NAMES):][::37][:12]

@@ -213,13 +213,13 @@ class LiveMonitor:
                     d = self.engine.apply_fx(np.array([g[0] for g in good]), np.array([g[1] for g in good]))
                     touched.append(d.accounts)
             if cash:
-                rows = [(b.acct_index.get(a, -1), b.currencies.index(c) if c in b.currencies else -1, v)
+                crow = [(b.acct_index.get(a, -1), b.currencies.index(c) if c in b.currencies else -1, v)
                         for a, c, v in cash]
-                good = [r for r in rows if r[0] >= 0 and r[1] >= 0]
-                if len(good) < len(rows):
-                    self.stats.drop(f"cash: {len(rows) - len(good)} item(s) with unknown account or currency")
-                if good:
-                    arr = np.array(good, np.float64)
+                cgood = [r for r in crow if r[0] >= 0 and r[1] >= 0]
+                if len(cgood) < len(crow):
+                    self.stats.drop(f"cash: {len(crow) - len(cgood)} item(s) with unknown account or currency")
+                if cgood:
+                    arr = np.array(cgood, np.float64)
                     d = self.engine.apply_cash(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
                     touched.append(d.accounts)
             if pos:

@@ -96,6 +96,23 @@ def _chunk_bounds(seg_starts: np.ndarray, n_pos: int) -> list[tuple[int, int, in
 class MarginEngine:
     """Holds one book and its margin results; not thread-safe (one owner thread mutates it)."""
 
+    # per-account results (RISK_METHODS §1), kept current by every apply_* call
+    equity: np.ndarray
+    mv_long: np.ndarray
+    mv_short: np.ndarray
+    cash: np.ndarray
+    loan: np.ndarray
+    im: np.ndarray
+    mm: np.ndarray
+    fc: np.ndarray
+    status: np.ndarray
+    call_amount: np.ndarray
+    excess: np.ndarray
+    buying_power: np.ndarray
+    sums: np.ndarray
+    pxb: np.ndarray
+    cash_base: np.ndarray
+
     def __init__(self, book: Book, intraday_session: bool = False) -> None:
         self.book = book
         self.intraday_session = intraday_session
