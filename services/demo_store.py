@@ -96,6 +96,8 @@ def seed_demo_governance(store: Store) -> None:
     def limit_change(i: int, factor: float, reason: str, floor: float = 0.0) -> int:
         acct_id, amount, code = limits[i]
         new = max(floor, float(round(amount * factor / 50_000) * 50_000))
+        if new == amount:  # a request always proposes a real change
+            new = amount + (50_000.0 if factor >= 1 else -50_000.0)
         return changes.submit(store, rita, "financing_limit", {"account_id": acct_id}, {"amount": new}, reason,
                               amount=new, context={"account": code, "current_limit": amount})
 

@@ -35,10 +35,15 @@ from PySide6.QtGui import QColor
 from widgets.formatting import LEFT, RIGHT, money
 
 Index = QModelIndex | QPersistentModelIndex
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
 KeyStyle = Callable[[int], QColor | None]
 SORT_ROLE = Qt.ItemDataRole.UserRole  # data() returns the raw value under this role
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # data() returns the row's key under this role
-MAX_REMOVE_BLOCKS = 256  # above this many removed blocks a reset is cheaper than the signals
+MAX_REMOVE_BLOCKS = 256
+# role → what data() returns: 0 text, 1 background, 2 foreground (cached row parts), 3 alignment,
+# 4 raw value, 5 key
+_ROLE_SLOT = {_DISPLAY: 0, int(Qt.ItemDataRole.BackgroundRole): 1, int(Qt.ItemDataRole.ForegroundRole): 2,
+              int(Qt.ItemDataRole.TextAlignmentRole): 3, int(SORT_ROLE): 4, int(KEY_ROLE): 5}  # above this many removed blocks a reset is cheaper than the signals
 
 
 @dataclass
@@ -66,11 +71,13 @@ class ArrayTableModel(QAbstractTableModel):
                  row_background: KeyStyle | None = None, row_foreground: KeyStyle | None = None) -> None:
         super().__init__(parent)
         self.columns = list(columns)
+        self._align = [int(c.align.value) for c in self.columns]
         self.lock = lock if lock is not None else contextlib.nullcontext()
         self.row_background = row_background
         self.row_foreground = row_foreground
         self._source = np.zeros(0, np.int64)
         self._keys = np.zeros(0, np.int64)
+        self._key_list: list[int] = []  # the same keys as a list: data() indexes it per cell
         self._pos = np.zeros(0, np.int64)
         self._filter: Callable[[np.ndarray], np.ndarray] | None = None
         self._sort_col = -1
@@ -98,24 +105,25 @@ class ArrayTableModel(QAbstractTableModel):
             return section + 1
         return None
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        r, c = index.row(), index.column()
-        if not index.isValid() or r >= self._keys.shape[0] or c >= len(self.columns):
+    def data(self, index: Index, role: int = _DISPLAY) -> Any:
+        """Called ~10 times per painted cell, so it is kept to dict/list lookups on cached rows:
+        unused roles return first, roles are compared as ints (enum compares cost more), and the
+        row's key comes from a plain list."""
+        slot = _ROLE_SLOT.get(role)
+        if slot is None:
             return None
-        key = int(self._keys[r])
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._row(key)[0][c]
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return self.columns[c].align
-        if role == Qt.ItemDataRole.BackgroundRole:
-            return self._row(key)[1][c]
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return self._row(key)[2][c]
-        if role == SORT_ROLE:
+        r, c = index.row(), index.column()
+        if r >= len(self._key_list) or c >= len(self.columns) or r < 0:
+            return None
+        key = self._key_list[r]
+        if slot == 3:
+            return self._align[c]
+        if slot < 3:
+            hit = self._cache.get(key)
+            return (hit if hit is not None else self._row(key))[slot][c]
+        if slot == 4:
             return _scalar(self.columns[c].values(np.array([key]))[0])
-        if role == KEY_ROLE:
-            return key
-        return None
+        return key
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort_col = column if 0 <= column < len(self.columns) else -1
@@ -212,11 +220,13 @@ class ArrayTableModel(QAbstractTableModel):
             for k in self._keys[lo:hi + 1].tolist():
                 self._cache.pop(k, None)
             self._keys = np.delete(self._keys, slice(lo, hi + 1))
+            del self._key_list[lo:hi + 1]
             self.endRemoveRows()
         if added.size:
             n = self._keys.shape[0]
             self.beginInsertRows(QModelIndex(), n, n + added.shape[0] - 1)
             self._keys = np.concatenate([self._keys, added])
+            self._key_list.extend(added.tolist())
             self.endInsertRows()
         if blocks or added.size:
             self._rebuild_pos()
@@ -253,6 +263,7 @@ class ArrayTableModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
     def _rebuild_pos(self) -> None:
+        self._key_list = self._keys.tolist()
         space = int(max(self._source.max(initial=-1), self._keys.max(initial=-1))) + 1
         self._pos = np.full(space, -1, np.int64)
         self._pos[self._keys] = np.arange(self._keys.shape[0])

@@ -1,0 +1,239 @@
+"""The main window: four docks from one factory, View menu, versioned layout, status bar, shortcuts.
+
+Layout persistence follows spyder rather than vnpy: every dock gets a stable objectName from
+`create_dock`, and the state is saved with `WINDOW_STATE_VERSION`. A state saved by another version
+is ignored (the default layout is used), so an upgrade that adds or renames a dock never restores a
+broken arrangement. Settings go to an explicit INI file when ``RISKDESK_SETTINGS`` or the
+constructor says so (tests), else to the platform's settings store.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QWidget
+
+from app.qt_app import APP_NAME, ORG_NAME
+from widgets.alerts_dock import AlertsDock
+from widgets.drilldown_dock import DrilldownDock
+from widgets.feed_dock import FeedDock
+from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
+from widgets.margin_table_dock import MarginTableDock
+
+if TYPE_CHECKING:
+    from services.live import LiveMonitor
+
+WINDOW_STATE_VERSION = 1
+DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
+Area = Qt.DockWidgetArea
+
+
+def make_settings(path: str | os.PathLike[str] | None = None) -> QSettings:
+    """An INI file at ``path`` or ``$RISKDESK_SETTINGS``; otherwise the user's RiskDesk settings."""
+    path = path or os.environ.get("RISKDESK_SETTINGS")
+    if path:
+        return QSettings(str(path), QSettings.Format.IniFormat)
+    return QSettings(ORG_NAME, APP_NAME)
+
+
+def _default_size() -> tuple[int, int]:
+    """The default size, or 95 % of a smaller real screen (offscreen rendering reports 800×800)."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return DEFAULT_SIZE
+    avail = screen.availableGeometry()
+    if avail.width() < 1024 or avail.height() < 700:  # not a real desk screen: render at full size
+        return DEFAULT_SIZE
+    return min(DEFAULT_SIZE[0], int(avail.width() * 0.95)), min(DEFAULT_SIZE[1], int(avail.height() * 0.95))
+
+
+class MainWindow(QMainWindow):
+    refresh_requested = Signal()
+
+    def __init__(self, settings: QSettings | None = None, run_task: Any = None, restore: bool = True,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings if settings is not None else make_settings()
+        self.monitor: LiveMonitor | None = None
+        self.setWindowTitle(APP_NAME)
+        self.resize(*_default_size())
+        self.setDockNestingEnabled(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks
+                            | QMainWindow.DockOption.AllowNestedDocks)
+        self.setCorner(Qt.Corner.BottomRightCorner, Area.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.TopRightCorner, Area.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Area.BottomDockWidgetArea)
+
+        self.view_menu = self.menuBar().addMenu("&View")
+        self.alerts = AlertsDock()
+        self.drilldown = DrilldownDock(run_task)
+        self.margin_table = MarginTableDock()
+        self.feed = FeedDock()
+        self.docks: dict[str, QDockWidget] = {}
+        for widget, title, name, area in (
+                (self.alerts, "Margin alerts", "margin_alerts", Area.LeftDockWidgetArea),
+                (self.drilldown, "Client drill-down", "client_drilldown", Area.RightDockWidgetArea),
+                (self.margin_table, "Margin table", "margin_table", Area.BottomDockWidgetArea),
+                (self.feed, "Feed", "feed", Area.BottomDockWidgetArea)):
+            self.create_dock(widget, title, name, area)
+        self._build_menus()
+        self._build_status_bar()
+        self.alerts.account_selected.connect(self.drilldown.show_account)
+        self.apply_default_layout()
+        self.restored = self.restore_layout() if restore else False
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(500)
+        self._status_timer.timeout.connect(self.update_status)
+
+    # ------------------------------------------------------------------ docks
+    def create_dock(self, widget: QWidget, title: str, object_name: str, area: Area) -> QDockWidget:
+        """The only way docks are made: a stable objectName makes saveState/restoreState work."""
+        dock = QDockWidget(title, self)
+        dock.setObjectName(object_name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        action = dock.toggleViewAction()
+        n = len(self.docks) + 1
+        action.setShortcut(QKeySequence(f"Ctrl+Shift+{n}"))
+        self.view_menu.addAction(action)
+        shortcut = QShortcut(QKeySequence(f"Ctrl+{n}"), self)
+        shortcut.activated.connect(lambda d=dock: self.raise_dock(d))
+        self.docks[object_name] = dock
+        return dock
+
+    def raise_dock(self, dock: QDockWidget) -> None:
+        dock.show()
+        dock.raise_()
+        w = dock.widget()
+        if w is not None:
+            w.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def apply_default_layout(self) -> None:
+        """Alerts large on the left, drill-down on the right, margin table and feed tabbed below."""
+        d = self.docks
+        for dock in d.values():
+            dock.setFloating(False)
+            dock.show()
+        self.addDockWidget(Area.LeftDockWidgetArea, d["margin_alerts"])
+        self.addDockWidget(Area.RightDockWidgetArea, d["client_drilldown"])
+        self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
+        self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
+        self.tabifyDockWidget(d["margin_table"], d["feed"])
+        d["margin_table"].raise_()
+        w, h = self.width(), self.height()
+        self.resizeDocks([d["margin_alerts"], d["client_drilldown"]], [int(w * 0.65), int(w * 0.35)],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([d["margin_alerts"], d["margin_table"]], [int(h * 0.66), int(h * 0.30)],
+                         Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        self.apply_default_layout()
+        QTimer.singleShot(0, self.apply_default_layout)  # sizes settle once the window has laid out
+
+    def save_layout(self) -> None:
+        s = self.settings
+        s.setValue("window/state_version", WINDOW_STATE_VERSION)
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState(WINDOW_STATE_VERSION))
+        s.sync()
+
+    def restore_layout(self) -> bool:
+        """Restore geometry and docks when saved by this layout version; False = defaults kept."""
+        s = self.settings
+        try:
+            version = int(str(s.value("window/state_version", -1)))
+        except (TypeError, ValueError):
+            version = -1
+        if version != WINDOW_STATE_VERSION:
+            return False
+        geometry, state = s.value("window/geometry"), s.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)  # type: ignore[arg-type]
+        return state is not None and bool(self.restoreState(state, WINDOW_STATE_VERSION))  # type: ignore[arg-type]
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        self.shutdown()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ menus and status
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self._action("&Quit", self.close, QKeySequence(QKeySequence.StandardKey.Quit)))
+        self.menuBar().insertMenu(self.view_menu.menuAction(), file_menu)
+        self.view_menu.addSeparator()
+        self.reset_action = self._action("&Reset layout", self.reset_layout)
+        self.view_menu.addAction(self.reset_action)
+        self.refresh_action = self._action("Refresh", self.refresh, QKeySequence(Qt.Key.Key_F5))
+        self.view_menu.addAction(self.refresh_action)
+        self.search_action = self._action("Find account", self.focus_alert_search,
+                                          QKeySequence(QKeySequence.StandardKey.Find))
+        self.view_menu.addAction(self.search_action)
+
+    def _action(self, text: str, slot: Any, shortcut: QKeySequence | None = None) -> QAction:
+        """A window-wide action (its shortcut works whichever dock has focus)."""
+        action = QAction(text, self)
+        action.triggered.connect(lambda _checked=False: slot())
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.addAction(action)
+        return action
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.store_label = QLabel("no store")
+        self.feed_label = QLabel(dot_html(FEED_STATE_COLOURS["no feed"], "feed: –"))
+        self.recalc_label = QLabel("last recalc –")
+        for label in (self.store_label, self.feed_label, self.recalc_label):
+            bar.addPermanentWidget(label)
+
+    def focus_alert_search(self) -> None:
+        self.raise_dock(self.docks["margin_alerts"])
+        self.alerts.focus_search()
+
+    def refresh(self) -> None:
+        for w in (self.alerts, self.drilldown, self.margin_table, self.feed):
+            w.refresh()
+        self.refresh_requested.emit()
+
+    # ------------------------------------------------------------------ session
+    def set_store_name(self, name: str) -> None:
+        self.setWindowTitle(f"{APP_NAME} — {name}")
+        self.store_label.setText(name)
+
+    def show_message(self, text: str, timeout_ms: int = 0) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+        if self.monitor is None:
+            self.alerts.set_message(text)
+
+    def attach(self, monitor: LiveMonitor, store: Any = None, feed_address: str | None = None,
+               price_timestamps: Any = None) -> None:
+        """Wire a running monitor into every dock (called once the store is open)."""
+        self.monitor = monitor
+        self.alerts.set_monitor(monitor)
+        self.drilldown.set_monitor(monitor, store)
+        self.margin_table.set_monitor(monitor, price_timestamps)
+        self.feed.set_monitor(monitor, feed_address)
+        self._status_timer.start()
+        self.update_status()
+
+    def update_status(self) -> None:
+        m = self.monitor
+        if m is None:
+            return
+        state = m.feed_state()
+        self.feed_label.setText(dot_html(FEED_STATE_COLOURS.get(state, "#8b949e"), f"feed: {state}"))
+        self.recalc_label.setText(f"last recalc {clock_time(m.last_recalc)}")
+
+    def shutdown(self) -> None:
+        """Stop every timer (the monitor and workers are stopped by their owner)."""
+        self._status_timer.stop()
+        for w in (self.alerts, self.drilldown, self.margin_table, self.feed):
+            w.stop()

@@ -1,0 +1,36 @@
+"""The shared look of dock tables: dense rows, whole-row selection, numpy-sorted through the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+
+def make_table(model: Any, parent: QWidget | None = None) -> QTableView:
+    """A dense, sortable, row-selecting table view (shared look of every dock table)."""
+    view = QTableView(parent)
+    view.setModel(model)
+    view.setSortingEnabled(True)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setAlternatingRowColors(True)
+    view.setWordWrap(False)
+    view.setShowGrid(False)
+    view.verticalHeader().setVisible(False)
+    view.verticalHeader().setDefaultSectionSize(22)
+    view.horizontalHeader().setHighlightSections(False)
+    view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    view.horizontalHeader().setStretchLastSection(True)
+    view.horizontalHeader().setResizeContentsPrecision(60)  # fit to the first rows, not all 100k
+    view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+    return view
+
+
+def fit_columns(view: QTableView, max_width: int = 260) -> None:
+    """Size columns to their contents once (after the first fill), capped so names cannot sprawl."""
+    view.resizeColumnsToContents()
+    header = view.horizontalHeader()
+    for c in range(header.count()):
+        if header.sectionSize(c) > max_width:
+            header.resizeSection(c, max_width)
