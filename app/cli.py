@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-feed", action="store_true", help="do not start the demo feed simulator")
     p.add_argument("--screenshot", metavar="FILE.png", help="render the main window to a PNG and exit")
     p.add_argument("--quit-after", type=_non_negative_float, metavar="S", help="quit after S seconds")
-    p.add_argument("--user", help="log in as this user (PostgreSQL login name)")
+    p.add_argument("--user", help="log in as this user (with RISKDESK_APP_PASSWORD set, without asking; "
+                                  "PostgreSQL: the login name)")
+    p.add_argument("--raise", dest="raise_dock", metavar="DOCK",
+                   help="bring a dock to the front (margin_alerts, approvals, risk_parameters, audit_trail, …)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     s = sub.add_parser("init", help="create / migrate a store")

@@ -18,15 +18,18 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QWidget
 
 from app.qt_app import APP_NAME, ORG_NAME
 from widgets.alerts_dock import AlertsDock
+from widgets.approvals_dock import ApprovalsDock
+from widgets.audit_dock import AuditDock
 from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
 from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
 from widgets.margin_table_dock import MarginTableDock
+from widgets.parameters_dock import ParametersDock
 
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 1
+WINDOW_STATE_VERSION = 2  # 2: approvals, parameters and audit docks
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -72,13 +75,22 @@ class MainWindow(QMainWindow):
         self.drilldown = DrilldownDock(run_task)
         self.margin_table = MarginTableDock()
         self.feed = FeedDock()
+        self.approvals = ApprovalsDock()
+        self.parameters = ParametersDock()
+        self.audit = AuditDock()
+        self.user: Any = None
         self.docks: dict[str, QDockWidget] = {}
         for widget, title, name, area in (
                 (self.alerts, "Margin alerts", "margin_alerts", Area.LeftDockWidgetArea),
                 (self.drilldown, "Client drill-down", "client_drilldown", Area.RightDockWidgetArea),
                 (self.margin_table, "Margin table", "margin_table", Area.BottomDockWidgetArea),
-                (self.feed, "Feed", "feed", Area.BottomDockWidgetArea)):
+                (self.feed, "Feed", "feed", Area.BottomDockWidgetArea),
+                (self.approvals, "Approvals", "approvals", Area.BottomDockWidgetArea),
+                (self.parameters, "Risk parameters", "risk_parameters", Area.BottomDockWidgetArea),
+                (self.audit, "Audit trail", "audit_trail", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
+        self.approvals.pending_count_changed.connect(self._show_pending_count)
+        self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
         self._build_menus()
         self._build_status_bar()
         self.alerts.account_selected.connect(self.drilldown.show_account)
@@ -125,12 +137,39 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
+        for name in ("approvals", "risk_parameters", "audit_trail"):
+            self.addDockWidget(Area.BottomDockWidgetArea, d[name])
+            self.tabifyDockWidget(d["margin_table"], d[name])
+        if not self._audit_allowed():
+            d["audit_trail"].hide()
         d["margin_table"].raise_()
         w, h = self.width(), self.height()
         self.resizeDocks([d["margin_alerts"], d["client_drilldown"]], [int(w * 0.65), int(w * 0.35)],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([d["margin_alerts"], d["margin_table"]], [int(h * 0.66), int(h * 0.30)],
                          Qt.Orientation.Vertical)
+
+    # ------------------------------------------------------------------ four-eyes
+    def _audit_allowed(self) -> bool:
+        """The audit trail is for auditors (and the CRO); others do not get the dock."""
+        return self.user is None or self.user.role in ("auditor", "cro")
+
+    def attach_governance(self, store: Any, user: Any, tasks: Any) -> None:
+        """After login: approvals, parameter editor and (auditors) the audit trail for this user."""
+        self.user = user
+        self.approvals.set_context(store, user, tasks)
+        self.approvals.start_listening()
+        self.parameters.set_context(store, user, tasks)
+        audit_dock = self.docks["audit_trail"]
+        if self._audit_allowed():
+            self.audit.set_context(store, user, tasks)
+        else:
+            audit_dock.hide()
+            audit_dock.toggleViewAction().setEnabled(False)
+            audit_dock.toggleViewAction().setVisible(False)
+
+    def _show_pending_count(self, n: int) -> None:
+        self.docks["approvals"].setWindowTitle(f"Approvals ({n})" if n else "Approvals")
 
     def reset_layout(self) -> None:
         self.apply_default_layout()
@@ -235,5 +274,6 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every timer (the monitor and workers are stopped by their owner)."""
         self._status_timer.stop()
-        for w in (self.alerts, self.drilldown, self.margin_table, self.feed):
+        for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
+                  self.audit):
             w.stop()

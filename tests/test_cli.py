@@ -81,3 +81,23 @@ def test_book_import_of_a_bad_file_leaves_store_untouched(tmp_path: Path) -> Non
     r = run("book", "import", "--db", db, str(p))
     assert r.returncode == 1 and "accounts[0].type" in r.stderr
     assert run("margin", "--db", db, "--json").stdout == before
+
+
+def test_gui_logs_in_and_screenshots_the_demo_store(tmp_path: Path) -> None:
+    import os
+
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    assert run("demo", "--db", db, "--clients", "200").returncode == 0
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", RISKDESK_APP_PASSWORD="sam-demo",
+               RISKDESK_SETTINGS=str(tmp_path / "s.ini"))
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "--db", db, "--no-feed", "--user", "sam",
+                        "--raise", "approvals", "--screenshot", str(shot), "--quit-after", "5"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert shot.stat().st_size > 20_000 and shot.read_bytes()[:4] == b"\x89PNG"
+    from services import audit
+    from services.store import Store
+
+    logins = [x for x in audit.rows(Store(db), actor="sam") if x["action"] == "login"]
+    assert logins, "the GUI login is audited"

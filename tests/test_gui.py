@@ -29,7 +29,8 @@ from widgets.alerts_dock import AlertsDock
 from widgets.array_model import ArrayTableModel, Column, number_column
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCK_NAMES = {"margin_alerts", "client_drilldown", "margin_table", "feed"}
+DOCK_NAMES = {"margin_alerts", "client_drilldown", "margin_table", "feed", "approvals", "risk_parameters",
+              "audit_trail"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,7 +78,8 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     assert set(w.docks) == DOCK_NAMES
     assert {d.objectName() for d in w.docks.values()} == DOCK_NAMES
     toggles = {a.text(): a for a in w.view_menu.actions() if a.isCheckable()}
-    assert set(toggles) == {"Margin alerts", "Client drill-down", "Margin table", "Feed"}
+    assert set(toggles) == {"Margin alerts", "Client drill-down", "Margin table", "Feed", "Approvals",
+                            "Risk parameters", "Audit trail"}
     toggles["Feed"].trigger()
     assert w.docks["feed"].isHidden()
     toggles["Feed"].trigger()
