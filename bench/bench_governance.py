@@ -144,7 +144,7 @@ def verify_1m() -> dict[str, Any]:
                 ts = t0 + timedelta(seconds=i)
                 key, after = f"acct {i % 5000}", f'{{"amount": {i}}}'
                 h = audit.record_hash(i, ts, "rita", "apply", "financing_limits", key, "", after, None, "ws1", prev)
-                yield (i, ts.isoformat(sep=" "), "rita", "apply", "financing_limits", key, "", after, None, "ws1",
+                yield (i, ts.strftime("%Y-%m-%d %H:%M:%S.%f"), "rita", "apply", "financing_limits", key, "", after, None, "ws1",
                        prev, h)
                 prev = h
 

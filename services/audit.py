@@ -100,24 +100,50 @@ def _as_utc(v: Any) -> datetime:
     return v if v.tzinfo else v.replace(tzinfo=UTC)
 
 
+def _ts_canonical(v: Any) -> str:
+    """The canonical timestamp text of a stored value, without a datetime round trip when possible.
+
+    SQLite keeps UTC wall time as 'YYYY-MM-DD HH:MM:SS.ffffff'; PostgreSQL hands back datetimes.
+    """
+    if isinstance(v, str) and len(v) == 26 and v[10] == " ":
+        return v[:10] + "T" + v[11:] + "Z"
+    return ts_text(_as_utc(v))
+
+
 def verify(store: Store, batch: int = 50_000) -> VerifyResult:
-    """Walk the whole chain in id order; name the first record whose hash or link does not hold."""
+    """Walk the whole chain in id order; name the first record whose hash or link does not hold.
+
+    Reads raw driver rows in batches (1M records in about 10 s here): this is the auditor's check,
+    so it recomputes every hash rather than trusting any stored index.
+    """
     prev = GENESIS
     n = 0
+    sha = hashlib.sha256
     with store.engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=batch).execute(text(
-            "select id, ts, actor, action, entity, entity_key, before, after, request_id, workstation, "
-            "prev_hash, hash from audit_log order by id"))
-        for r in result:
-            n += 1
-            if r.prev_hash != prev:
-                return VerifyResult(False, n, r.id, "its prev_hash does not match the record before it "
-                                    "(a record was deleted, inserted or reordered)")
-            h = record_hash(r.id, _as_utc(r.ts), r.actor, r.action, r.entity, r.entity_key, r.before, r.after,
-                            r.request_id, r.workstation, r.prev_hash)
-            if h != r.hash:
-                return VerifyResult(False, n, r.id, "its contents do not match its hash (the record was edited)")
-            prev = r.hash
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        cur = dbapi.cursor(name="audit_verify") if store.kind == "postgresql" else dbapi.cursor()
+        try:
+            cur.execute("select id, ts, actor, action, entity, entity_key, before, after, request_id, "
+                        "workstation, prev_hash, hash from audit_log order by id")
+            while True:
+                chunk = cur.fetchmany(batch)
+                if not chunk:
+                    break
+                for rid, ts, actor, action, entity, key, before, after, req, ws, p_hash, h in chunk:
+                    n += 1
+                    if p_hash != prev:
+                        return VerifyResult(False, n, rid, "its prev_hash does not match the record before it "
+                                            "(a record was deleted, inserted or reordered)")
+                    parts = (str(rid), _ts_canonical(ts), actor, action, entity, key or "", before or "",
+                             after or "", "" if req is None else str(req), ws or "", p_hash)
+                    form = "|".join([f"{len(x)}:{x}" for x in parts])
+                    if sha(form.encode("utf-8")).hexdigest() != h:
+                        return VerifyResult(False, n, rid,
+                                            "its contents do not match its hash (the record was edited)")
+                    prev = h
+        finally:
+            cur.close()
     return VerifyResult(True, n)
 
 

@@ -151,7 +151,7 @@ class MarginEngine:
         sec_counts = np.bincount(b.pos_sec, minlength=b.n_sec)
         self.sec_start = np.zeros(b.n_sec + 1, np.int64)
         np.cumsum(sec_counts, out=self.sec_start[1:])
-        self.W_s = np.ascontiguousarray(self.WT[:, self.by_sec].T)
+        self.W_s = np.ascontiguousarray(self.WT[:, self.by_sec])  # (4, n_pos) in security order
         self.acct_s = np.ascontiguousarray(b.pos_acct[self.by_sec])
         self.pos_to_s = np.empty(b.n_pos, np.int64)
         self.pos_to_s[self.by_sec] = np.arange(b.n_pos)
@@ -273,19 +273,21 @@ class MarginEngine:
             return np.zeros(0, np.int64)
         # vectorised concatenation of the slices [start, start + count)
         offs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
-        return self._add_sums(self.acct_s[offs], self.W_s[offs] * np.repeat(d, counts)[:, None])
+        dd = np.repeat(d, counts)
+        return self._add_sums(self.acct_s[offs], [self.W_s[k][offs] * dd for k in range(4)])
 
-    def _add_sums(self, acct: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def _add_sums(self, acct: np.ndarray, delta: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Add per-position deltas (4 contiguous rows: net, gross, IM, MM) into the account sums."""
         n = self.book.n_acct
         if acct.shape[0] > n // 4:
             # dense: bincounts over the whole account range beat sorting the touched accounts
             touched = np.flatnonzero(np.bincount(acct, minlength=n))
             for k in range(4):
-                self.sums[k] += np.bincount(acct, delta[:, k], minlength=n)
+                self.sums[k] += np.bincount(acct, delta[k], minlength=n)
         else:
             touched, inv = np.unique(acct, return_inverse=True)
             for k in range(4):
-                self.sums[k, touched] += np.bincount(inv, delta[:, k], minlength=touched.shape[0])
+                self.sums[k, touched] += np.bincount(inv, delta[k], minlength=touched.shape[0])
         return touched
 
     def apply_fx(self, cur_idx: np.ndarray, rates: np.ndarray) -> Diff:
@@ -344,10 +346,10 @@ class MarginEngine:
         im, mm, src = resolve(b, acct_idx, sec_idx, qty, self._ratio_index, self.intraday_session)
         self.im_ratio[row], self.mm_ratio[row], self.ratio_source[row] = im, mm, src
         aq = np.abs(qty)
-        w_new = np.stack([qty, aq, aq * im, aq * mm], axis=1)
-        delta = (w_new - self.WT[:, row].T) * self.pxb[sec_idx][:, None]
-        self.WT[:, row] = w_new.T
-        self.W_s[self.pos_to_s[row]] = w_new
+        w_new = np.stack([qty, aq, aq * im, aq * mm])  # (4, m)
+        delta = (w_new - self.WT[:, row]) * self.pxb[sec_idx]
+        self.WT[:, row] = w_new
+        self.W_s[:, self.pos_to_s[row]] = w_new
         return self._finish(self._add_sums(acct_idx, delta), old_status), new
 
     # ------------------------------------------------------------------ reading
