@@ -160,6 +160,15 @@ class MainWindow(QMainWindow):
         self.approvals.set_context(store, user, tasks)
         self.approvals.start_listening()
         self.parameters.set_context(store, user, tasks)
+        # pending requests past their time expire (also checked by every decision); the sweep
+        # runs off the GUI thread and the approvals dock refreshes through its listener
+        from services.changes import expire_due
+
+        self._expiry_timer = QTimer(self)
+        self._expiry_timer.setInterval(60_000)
+        self._expiry_timer.timeout.connect(lambda: tasks.run(expire_due, store, on_done=lambda _n: None,
+                                                             on_error=lambda _e: None, name="expire requests"))
+        self._expiry_timer.start()
         audit_dock = self.docks["audit_trail"]
         if self._audit_allowed():
             self.audit.set_context(store, user, tasks)
@@ -274,6 +283,8 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop every timer (the monitor and workers are stopped by their owner)."""
         self._status_timer.stop()
+        if getattr(self, "_expiry_timer", None) is not None:
+            self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
                   self.audit):
             w.stop()
