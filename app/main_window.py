@@ -79,6 +79,8 @@ class MainWindow(QMainWindow):
         self.parameters = ParametersDock()
         self.audit = AuditDock()
         self.user: Any = None
+        self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
+        self.login_dialog: Any = None
         self.docks: dict[str, QDockWidget] = {}
         for widget, title, name, area in (
                 (self.alerts, "Margin alerts", "margin_alerts", Area.LeftDockWidgetArea),

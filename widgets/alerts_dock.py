@@ -267,7 +267,8 @@ class AlertsDock(QWidget):
             call_open, opened_at = m.tracker.open, m.tracker.opened_at
             if self.search.text().strip():
                 self._search_mask = self._match(self.search.text())
-        self._stale = self._age = np.zeros(0)
+        self._stale = np.zeros(0, bool)
+        self._age = np.zeros(0, np.int64)
         self._set_slow(stale, call_open, opened_at, m.today())
         keys = np.flatnonzero(self._member)
         if same_size:
