@@ -103,6 +103,8 @@ class LiveMonitor:
         self._init_book_state(book)
         self.tracker = CallTracker(book.n_acct, self.calendar, int(book.parameter("call_deadline_days")))
         self._repo: CallRepository | None = None
+        self._changes: Any = None  # services.notify.ChangeListener once started
+        self.parameter_reloads = 0
         if self._persist and book.acct_ids is not None:
             assert store is not None
             self._repo = CallRepository(store, book.acct_ids)
@@ -120,6 +122,11 @@ class LiveMonitor:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        if self.store is not None and self._changes is None:
+            from services.notify import ChangeListener
+
+            self._changes = ChangeListener(self.store, self._on_change_request)
+            self._changes.start()
         if self._persist and self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="call-writer", daemon=True)
             self._writer.start()
@@ -130,6 +137,10 @@ class LiveMonitor:
             self._subscriber.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._changes is not None:
+            self._changes.stop()
+            self._changes.join(timeout)
+            self._changes = None
         if self._subscriber is not None:
             self._subscriber.stop()
             self._subscriber.join(timeout)
@@ -144,6 +155,19 @@ class LiveMonitor:
         return self._subscriber is not None and self._subscriber.is_alive()
 
     # ------------------------------------------------------------------ feed side
+    def _on_change_request(self, payload: dict[str, Any]) -> None:
+        """An approved change (here or on another workstation) is in the results within a second."""
+        if payload.get("status") == "approved" or payload.get("reload"):
+            if self.store is None:
+                return
+            book = self.store.load_book()
+            with self.lock:
+                # keep live prices: the store's last prices may lag the feed by a second
+                if book.sec_codes == self.engine.book.sec_codes:
+                    book.price[:] = self.engine.book.price
+            self.reload(book)
+            self.parameter_reloads += 1
+
     def _on_resync(self, reason: str) -> None:
         """A gap, a new epoch or the first message: re-read the store before trusting results."""
         if self.store is None:

@@ -128,3 +128,25 @@ def test_pause_marks_feed_and_prices_stale(store: Store) -> None:
         mon.stop()
         sim.stop()
         t.join(5)
+
+
+def test_approved_parameter_change_reaches_live_results_within_a_second(store: Store) -> None:
+    from services import auth, changes
+
+    auth.ensure_permissions(store)
+    rita, sam = auth.User("rita", "Rita", "risk_officer"), auth.User("sam", "Sam", "supervisor")
+    mon = LiveMonitor(store, store.load_book())
+    mon.start()
+    try:
+        assert mon.engine.force_call_factor == 0.8
+        fc_before = mon.engine.fc.copy()
+        rid = changes.submit(store, rita, "company_parameter", {"name": "force_call_factor"}, {"value": 0.5},
+                             "stress the force-call level")
+        changes.approve(store, sam, rid)
+        t0 = time.monotonic()
+        wait_until(lambda: mon.engine.force_call_factor == 0.5, timeout=3)
+        assert time.monotonic() - t0 < 1.5
+        with mon.lock:
+            np.testing.assert_allclose(mon.engine.fc, fc_before / 0.8 * 0.5)
+    finally:
+        mon.stop()
