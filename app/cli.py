@@ -110,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--to", dest="end", type=_datetime_arg, help="ISO date/time (exclusive)")
     x.add_argument("--actor", default="cli", help="who is exporting (recorded in the audit trail)")
 
+    s = sub.add_parser("template", help="write the Excel template of a bulk import")
+    s.add_argument("kind", help="stock-margin, short-margin, intraday-margin, haircuts, financing-limits")
+    s.add_argument("--out", required=True)
+
+    s = sub.add_parser("import", help="check a bulk file row by row; apply valid rows as change requests")
+    s.add_argument("kind")
+    s.add_argument("file")
+    s.add_argument("--db", required=True)
+    s.add_argument("--dry-run", action="store_true", help="check only (the default unless --apply)")
+    s.add_argument("--apply", action="store_true", help="submit the valid rows as change requests")
+    s.add_argument("--user", help="maker of the requests (local store: password from RISKDESK_APP_PASSWORD)")
+    s.add_argument("--reason", default="bulk import")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("user", help="manage RiskDesk users")
     us = s.add_subparsers(dest="user_command", parser_class=_Parser, required=True)
     a = us.add_parser("add", help="add a user (PostgreSQL: also the database login; run as the store owner)")
@@ -295,7 +309,55 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_template(args: argparse.Namespace) -> int:
+    from services.imports import ImportFileError, write_template
+
+    try:
+        write_template(args.kind, args.out)
+    except ImportFileError as e:
+        raise CliError(str(e)) from e
+    print(f"template for {args.kind} written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import os
+
+    from services import auth
+    from services.imports import ImportFileError, apply_rows, validate_file
+
+    store = _open_store(args.db)
+    try:
+        report = validate_file(store, args.kind, args.file)
+    except ImportFileError as e:
+        raise CliError(str(e)) from e
+    if args.apply and not args.dry_run:
+        if store.kind == "postgresql":
+            user = auth.login_database(store)
+        else:
+            if not args.user:
+                raise CliError("--apply needs --user (the maker of the change requests)")
+            try:
+                user = auth.login_local(store, args.user, os.environ.get("RISKDESK_APP_PASSWORD", ""))
+            except auth.AuthError as e:
+                raise CliError(f"{e} (set RISKDESK_APP_PASSWORD)") from e
+        apply_rows(store, user, report, args.reason)
+    if args.json:
+        json.dump(report.as_json(), sys.stdout, default=str)
+        sys.stdout.write("\n")
+    else:
+        for e in report.errors:
+            print(f"row {e['row']} {e['column']} {e['value']!r}: {e['message']}")
+        print(f"{report.rows} rows, {len(report.valid_rows)} valid, {len(report.errors)} problems"
+              + (f"; {len(report.request_ids)} change requests submitted" if report.applied else ""))
+    if report.already_imported:
+        print(f"note: {report.already_imported}", file=sys.stderr)
+    return 0
+
+
 _COMMANDS = {
+    "template": cmd_template,
+    "import": cmd_import,
     "audit": cmd_audit,
     "user": cmd_user,
     "init": cmd_init,

@@ -1,0 +1,318 @@
+"""Excel templates and bulk imports (issue 4; DESIGN.md `template` / `import`).
+
+A kind declares its columns (type, range, choices, help). `write_template` makes the workbook users
+fill in (headers, an Instructions sheet, drop-down validations). `validate_file` reads a CSV or xlsx
+file and checks every row, naming row (as the user sees it in the spreadsheet), column, value and
+reason; nothing is applied. `apply_rows` turns the valid rows into four-eyes change requests — never
+direct writes. Re-uploading a file already imported is detected by its SHA-256.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from services import audit
+from services.store import Store
+
+
+class ImportFileError(ValueError):
+    """The file cannot be read at all (missing, wrong format, no header): exit non-zero."""
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    kind: str  # "code", "account", "ratio", "short_ratio", "amount", "choice", "text"
+    required: bool = True
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+
+@dataclass
+class ImportKind:
+    name: str
+    title: str
+    columns: tuple[Col, ...]
+    change_kind: str
+    # row (validated dict) + lookups → (key, after, op, amount) of one change request
+    to_request: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any], str, float | None]]
+    cross_check: Callable[[dict[str, Any]], list[tuple[str, str]]] = field(default=lambda r: [])
+
+
+def _mm_le_im(r: dict[str, Any]) -> list[tuple[str, str]]:
+    if r.get("im_ratio") is not None and r.get("mm_ratio") is not None and r["mm_ratio"] > r["im_ratio"]:
+        return [("mm_ratio", "the maintenance ratio must not exceed the initial ratio")]
+    return []
+
+
+def _ratio_request(table_kind: str) -> Callable[..., Any]:
+    def make(r: dict[str, Any], lk: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str, float | None]:
+        existing = lk["ratio_ids"].get((lk["sec"][r["code"]], table_kind))
+        after = {"im_ratio": r["im_ratio"], "mm_ratio": r["mm_ratio"]}
+        if existing is not None:  # a stock already present is overwritten by the new setting
+            return {"id": existing}, after, "update", None
+        return ({"id": lk["next_ratio_id"]()},
+                {**after, "security_id": lk["sec"][r["code"]], "kind": table_kind, "status": "active"},
+                "insert", None)
+    return make
+
+
+KINDS: dict[str, ImportKind] = {
+    "stock-margin": ImportKind(
+        "stock-margin", "Long stock margin ratios",
+        (Col("code", "code", help="security code, e.g. 700.HK"),
+         Col("im_ratio", "ratio", help="initial margin ratio, 0 to 1 (0.35 = 35%)"),
+         Col("mm_ratio", "ratio", help="maintenance margin ratio, 0 to 1, not above im_ratio")),
+        "stock_margin_ratio", _ratio_request("long"), _mm_le_im),
+    "short-margin": ImportKind(
+        "short-margin", "Short-sell margin ratios",
+        (Col("code", "code", help="security code"),
+         Col("im_ratio", "short_ratio", help="initial ratio for short positions, from 1 up (1.5 = 150%)"),
+         Col("mm_ratio", "short_ratio", help="maintenance ratio, from 1 up, not above im_ratio")),
+        "stock_margin_ratio", _ratio_request("short"), _mm_le_im),
+    "intraday-margin": ImportKind(
+        "intraday-margin", "Intraday margin ratios",
+        (Col("code", "code", help="security code"),
+         Col("im_ratio", "ratio", help="intraday initial ratio, 0 to 1"),
+         Col("mm_ratio", "ratio", help="intraday maintenance ratio, 0 to 1, not above im_ratio")),
+        "stock_margin_ratio", _ratio_request("intraday"), _mm_le_im),
+    "haircuts": ImportKind(
+        "haircuts", "FRR haircuts",
+        (Col("code", "code", help="security code"),
+         Col("haircut", "ratio", help="FRR haircut, 0 to 1 (0.15 = 15%)")),
+        "haircut",
+        lambda r, lk: ({"security_id": lk["sec"][r["code"]]}, {"haircut": r["haircut"]}, "update", None)),
+    "financing-limits": ImportKind(
+        "financing-limits", "Financing limits",
+        (Col("account", "account", help="margin account code"),
+         Col("amount", "amount", help="financing limit in HKD, ≥ 0")),
+        "financing_limit",
+        lambda r, lk: ({"account_id": lk["acct"][r["account"]]}, {"amount": r["amount"]}, "update", r["amount"])),
+}
+
+
+# ---------------------------------------------------------------------------------------- templates
+def write_template(kind: str, path: str | Path) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    k = _kind(kind)
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append([c.name for c in k.columns])
+    for i, c in enumerate(k.columns, start=1):
+        cell = ws.cell(row=1, column=i)
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = PatternFill("solid", fgColor="1F4E78")
+        ws.column_dimensions[cell.column_letter].width = max(14, len(c.name) + 4)
+        rng = f"{cell.column_letter}2:{cell.column_letter}10001"
+        if c.kind in ("ratio",):
+            dv = DataValidation(type="decimal", operator="between", formula1="0", formula2="1",
+                                error=f"{c.name}: a ratio from 0 to 1", showErrorMessage=True)
+        elif c.kind == "short_ratio":
+            dv = DataValidation(type="decimal", operator="greaterThanOrEqual", formula1="1",
+                                error=f"{c.name}: a ratio from 1 up", showErrorMessage=True)
+        elif c.kind == "amount":
+            dv = DataValidation(type="decimal", operator="greaterThanOrEqual", formula1="0",
+                                error=f"{c.name}: an amount ≥ 0", showErrorMessage=True)
+        elif c.kind == "choice":
+            dv = DataValidation(type="list", formula1='"' + ",".join(c.choices) + '"', showErrorMessage=True)
+        else:
+            continue
+        ws.add_data_validation(dv)
+        dv.add(rng)
+    ws.freeze_panes = "A2"
+    ins = wb.create_sheet("Instructions")
+    ins.append([f"RiskDesk import: {k.title}"])
+    ins["A1"].font = Font(bold=True, size=13)
+    ins.append(["Fill the Data sheet from row 2, one row per record. Rows are checked one by one; nothing is "
+                "applied until you confirm the valid rows, and then only as change requests for approval."])
+    ins.append([])
+    ins.append(["column", "required", "meaning"])
+    for c in k.columns:
+        ins.append([c.name, "yes" if c.required else "no", c.help])
+    ins.column_dimensions["A"].width = 18
+    ins.column_dimensions["C"].width = 80
+    wb.save(path)
+
+
+# ---------------------------------------------------------------------------------------- reading
+def read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, list[Any]]], str]:
+    """(header, [(spreadsheet row number, values)], sha256 of the file)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ImportFileError(f"{p}: cannot read the file: {e.strerror or e}") from e
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        try:
+            lines = data.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as e:
+            raise ImportFileError(f"{p.name}: not UTF-8 text") from e
+        table = list(csv.reader(lines))
+        rows = [(i + 1, r) for i, r in enumerate(table)]
+    elif suffix in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(p, read_only=True, data_only=True)
+        except Exception as e:
+            raise ImportFileError(f"{p.name}: not a readable xlsx workbook ({type(e).__name__})") from e
+        ws = wb["Data"] if "Data" in wb.sheetnames else wb.worksheets[0]
+        rows = [(i + 1, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True))]
+        wb.close()
+    else:
+        raise ImportFileError(f"{p.name}: use a .csv or .xlsx file")
+    if not rows:
+        raise ImportFileError(f"{p.name}: the file is empty (no header row)")
+    header = [str(h).strip().lower() if h is not None else "" for h in rows[0][1]]
+    body = [(n, r) for n, r in rows[1:] if any(v not in (None, "") for v in r)]
+    return header, body, digest
+
+
+# ---------------------------------------------------------------------------------------- validation
+def _lookups(store: Store) -> dict[str, Any]:
+    with store.begin() as conn:
+        sec = dict(conn.execute(text("select code, id from securities")).all())
+        acct = dict(conn.execute(text("select code, id from accounts where closed = false")).all()
+                    if store.kind == "postgresql" else
+                    conn.execute(text("select code, id from accounts where closed = 0")).all())
+        ratio_ids = {(s, k): i for i, s, k in conn.execute(text(
+            "select id, security_id, kind from stock_margin_ratios where status = 'active' order by id")).all()}
+        next_id = (conn.execute(text("select coalesce(max(id), 0) from stock_margin_ratios")).scalar() or 0) + 1
+    counter = [next_id]
+
+    def next_ratio_id() -> int:
+        counter[0] += 1
+        return counter[0] - 1
+
+    return {"sec": sec, "acct": acct, "ratio_ids": ratio_ids, "next_ratio_id": next_ratio_id}
+
+
+def _check(c: Col, v: Any, lk: dict[str, Any]) -> tuple[Any, str | None]:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None, ("required value is missing" if c.required else None)
+    if c.kind in ("code", "account", "text", "choice"):
+        s = str(v).strip()
+        if c.kind == "code" and s not in lk["sec"]:
+            return s, f"unknown security code {s!r}"
+        if c.kind == "account" and s not in lk["acct"]:
+            return s, f"unknown or closed account {s!r}"
+        if c.kind == "choice" and s not in c.choices:
+            return s, f"must be one of {', '.join(c.choices)}"
+        return s, None
+    try:
+        f = float(str(v).strip().rstrip("%")) / (100.0 if str(v).strip().endswith("%") else 1.0)
+    except ValueError:
+        return v, "not a number"
+    if not math.isfinite(f):
+        return v, "not a finite number"
+    if c.kind == "ratio" and not 0.0 <= f <= 1.0:
+        return f, "must be between 0 and 1 (e.g. 0.35 for 35%)"
+    if c.kind == "short_ratio" and f < 1.0:
+        return f, "a short-sell ratio starts at 1 (e.g. 1.5 for 150%)"
+    if c.kind == "amount" and f < 0:
+        return f, "must be ≥ 0"
+    return f, None
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    rows: int
+    valid_rows: list[tuple[int, dict[str, Any]]]
+    errors: list[dict[str, Any]]
+    sha256: str
+    already_imported: str | None = None
+    applied: bool = False
+    request_ids: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "rows": self.rows, "valid": len(self.valid_rows),
+                               "errors": self.errors, "applied": self.applied}
+        if self.already_imported:
+            out["already_imported"] = self.already_imported
+        if self.request_ids:
+            out["requests"] = self.request_ids
+        return out
+
+
+def validate_file(store: Store, kind: str, path: str | Path,
+                  progress: Callable[[float], None] | None = None) -> ImportReport:
+    k = _kind(kind)
+    header, body, digest = read_rows(path)
+    missing = [c.name for c in k.columns if c.required and c.name not in header]
+    if missing:
+        raise ImportFileError(f"{Path(path).name}: missing column(s) {', '.join(missing)} in the header row "
+                              f"(expected {', '.join(c.name for c in k.columns)})")
+    pos = {c.name: header.index(c.name) for c in k.columns if c.name in header}
+    lk = _lookups(store)
+    valid: list[tuple[int, dict[str, Any]]] = []
+    errors: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    key_cols = [c.name for c in k.columns if c.kind in ("code", "account")]
+    for i, (rown, values) in enumerate(body):
+        rec: dict[str, Any] = {}
+        bad = False
+        for c in k.columns:
+            raw = values[pos[c.name]] if c.name in pos and pos[c.name] < len(values) else None
+            val, err = _check(c, raw, lk)
+            if err:
+                errors.append({"row": rown, "column": c.name, "value": raw, "message": err})
+                bad = True
+            rec[c.name] = val
+        if not bad:
+            for col, msg in k.cross_check(rec):
+                errors.append({"row": rown, "column": col, "value": rec.get(col), "message": msg})
+                bad = True
+        key = tuple(rec.get(c) for c in key_cols)
+        if not bad and key in seen:
+            errors.append({"row": rown, "column": key_cols[0], "value": key[0],
+                           "message": f"duplicate of row {seen[key]}"})
+            bad = True
+        if not bad:
+            seen[key] = rown
+            valid.append((rown, rec))
+        if progress is not None and i % 500 == 0:
+            progress(i / max(1, len(body)))
+    with store.begin() as conn:
+        prev = conn.execute(text("select actor, ts from audit_log where action = 'import' and after like :h "
+                                 "order by id desc limit 1"), {"h": f"%sha256={digest}%"}).first()
+    already = f"this file was already imported by {prev[0]} at {prev[1]}" if prev else None
+    return ImportReport(kind, len(body), valid, errors, digest, already)
+
+
+def apply_rows(store: Store, user: Any, report: ImportReport, reason: str) -> ImportReport:
+    """Submit every valid row as a change request (nothing changes until each is approved)."""
+    from services import changes
+
+    k = _kind(report.kind)
+    lk = _lookups(store)
+    ids = []
+    for rown, rec in report.valid_rows:
+        key, after, op, amount = k.to_request(rec, lk)
+        ids.append(changes.submit(store, user, k.change_kind, key, after, f"{reason} (import row {rown})",
+                                  op=op, amount=amount, context={"import": report.kind, "row": rown}))
+    audit.record(store, user.login, "import", report.kind, f"{len(ids)} requests",
+                 after=f"sha256={report.sha256} rows={report.rows} valid={len(report.valid_rows)}")
+    report.applied = True
+    report.request_ids = ids
+    return report
+
+
+def _kind(kind: str) -> ImportKind:
+    if kind not in KINDS:
+        raise ImportFileError(f"unknown import kind {kind!r}: one of {', '.join(KINDS)}")
+    return KINDS[kind]

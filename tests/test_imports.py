@@ -1,0 +1,92 @@
+"""Bulk imports (issue 4): template round trip, every bad row named, nothing applied until approved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from openpyxl import load_workbook
+
+from services import auth, changes
+from services.demo_store import seed_demo_store
+from services.imports import ImportFileError, apply_rows, validate_file, write_template
+from services.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Store:
+    st = Store(sqlite_url)
+    st.migrate()
+    seed_demo_store(st, clients=100, seed=1)
+    return st
+
+
+def _fill(path: Path, rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    wb = load_workbook(path)
+    for r in rows:
+        wb["Data"].append(list(r))
+    wb.save(path)
+
+
+def test_template_has_headers_instructions_and_validations(tmp_path: Path) -> None:
+    p = tmp_path / "t.xlsx"
+    write_template("short-margin", p)
+    wb = load_workbook(p)
+    assert [c.value for c in wb["Data"][1]] == ["code", "im_ratio", "mm_ratio"]
+    assert "Instructions" in wb.sheetnames
+    rules = wb["Data"].data_validations.dataValidation
+    assert any(r.operator == "greaterThanOrEqual" and r.formula1 == "1" for r in rules)
+
+
+def test_round_trip_names_bad_rows_and_applies_only_through_approval(store: Store, tmp_path: Path) -> None:
+    p = tmp_path / "stock.xlsx"
+    write_template("stock-margin", p)
+    book = store.load_book()
+    i700 = book.sec_index["700.HK"]
+    no_ratio = int(np.flatnonzero(np.isnan(book.long_im))[0])
+    new_code = book.sec_codes[no_ratio]
+    _fill(p, [("700.HK", 0.45, 0.35), ("NOPE.HK", 0.5, 0.4), ("5.HK", 1.2, 0.3), ("388.HK", 0.3, 0.4),
+              (new_code, "60%", 0.5), ("700.HK", 0.5, 0.4), (None, None, None), ("1.HK", "", 0.2)])
+    rep = validate_file(store, "stock-margin", p)
+    assert rep.rows == 7  # the blank line is not a row
+    assert [(e["row"], e["column"]) for e in rep.errors] == [
+        (3, "code"), (4, "im_ratio"), (5, "mm_ratio"), (7, "code"), (9, "im_ratio")]
+    assert "unknown security code 'NOPE.HK'" in rep.errors[0]["message"]
+    assert [r for r, _ in rep.valid_rows] == [2, 6]
+    assert store.load_book().long_im[i700] == book.long_im[i700]  # nothing applied by checking
+    rita = auth.User("rita", "Rita", "risk_officer")
+    apply_rows(store, rita, rep, "quarterly review")
+    assert len(rep.request_ids) == 2
+    assert store.load_book().long_im[i700] == book.long_im[i700]  # still nothing before approval
+    sam = auth.User("sam", "Sam", "supervisor")
+    for rid in rep.request_ids:
+        assert changes.approve(store, sam, rid) == "approved"
+    after = store.load_book()
+    assert (after.long_im[i700], after.long_mm[i700]) == (0.45, 0.35)
+    assert (after.long_im[no_ratio], after.long_mm[no_ratio]) == (0.6, 0.5)  # a new setting was inserted
+    again = validate_file(store, "stock-margin", p)
+    assert again.already_imported and "rita" in again.already_imported
+
+
+def test_cli_import_dry_run_json_and_unreadable_file(store: Store, tmp_path: Path) -> None:
+    p = tmp_path / "limits.csv"
+    p.write_text("account,amount\nM000002,500000\nM999999,1\nM000003,-5\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "import", "financing-limits", str(p), "--db",
+                        str(store.url), "--dry-run", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["kind"], out["rows"], out["valid"], out["applied"]) == ("financing-limits", 3, 1, False)
+    assert [(e["row"], e["column"]) for e in out["errors"]] == [(3, "account"), (4, "amount")]
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "import", "haircuts", str(tmp_path / "x.xlsx"),
+                        "--db", str(store.url), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "cannot read the file" in r.stderr and r.stdout == ""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("code,wrong\n700.HK,1\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="missing column"):
+        validate_file(store, "haircuts", bad)
