@@ -346,8 +346,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         json.dump(report.as_json(), sys.stdout, default=str)
         sys.stdout.write("\n")
     else:
-        for e in report.errors:
-            print(f"row {e['row']} {e['column']} {e['value']!r}: {e['message']}")
+        for err in report.errors:
+            print(f"row {err['row']} {err['column']} {err['value']!r}: {err['message']}")
         print(f"{report.rows} rows, {len(report.valid_rows)} valid, {len(report.errors)} problems"
               + (f"; {len(report.request_ids)} change requests submitted" if report.applied else ""))
     if report.already_imported:

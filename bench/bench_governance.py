@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
-import multiprocessing
 import time
 import uuid
 from collections.abc import Iterator

@@ -185,8 +185,8 @@ def read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, list[Any]]],
 # ---------------------------------------------------------------------------------------- validation
 def _lookups(store: Store) -> dict[str, Any]:
     with store.begin() as conn:
-        sec = dict(conn.execute(text("select code, id from securities")).all())
-        acct = dict(conn.execute(text("select code, id from accounts where closed = false")).all()
+        sec: dict[str, int] = dict(conn.execute(text("select code, id from securities")).all())
+        acct: dict[str, int] = dict(conn.execute(text("select code, id from accounts where closed = false")).all()
                     if store.kind == "postgresql" else
                     conn.execute(text("select code, id from accounts where closed = 0")).all())
         ratio_ids = {(s, k): i for i, s, k in conn.execute(text(
