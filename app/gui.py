@@ -135,6 +135,17 @@ def login_session(session: Any, args: argparse.Namespace, tasks: Any, dlg: Any, 
     from widgets.login_app_dialog import AppLoginDialog
 
     dialog = AppLoginDialog(store, tasks, login=args.user or "", parent=window)
+    if session.demo:
+        from PySide6.QtWidgets import QLabel
+
+        hint = QLabel("Demo store — users: rita (risk officer), sam (supervisor), cora (CRO), tom (trader), "
+                      "olga (operations), abe (auditor), ada (administrator); password: the login + \"-demo\", "
+                      "e.g. sam-demo.")
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #8b949e;")
+        layout = dialog.layout()
+        if layout is not None:
+            layout.addWidget(hint)
     dialog.logged_in.connect(on_user)
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.show()
