@@ -298,7 +298,11 @@ class FeedSimulator:
             need -= chunk.size
             parts.append(chunk)
         parts.append(self._rng.integers(0, n, size - sweep))
-        return np.unique(np.concatenate(parts))
+        idx = np.unique(np.concatenate(parts))
+        if idx.size < size:  # extras that collided with the sweep: top up with distinct ones, so the
+            rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)  # item rate is the asked rate
+            idx = np.union1d(idx, self._rng.choice(rest, size - idx.size, replace=False))
+        return idx
 
     def _tick(self) -> list:
         idx = self._pick()
