@@ -37,6 +37,7 @@ from widgets.records import (
     ERROR_COLOUR,
     MUTED_TEXT,
     OVERDUE_TEXT,
+    CoalescedLoad,
     Field,
     RecordTableModel,
     change_summary,
@@ -51,7 +52,7 @@ from widgets.records import (
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
-    from app.tasks import Task, TaskRunner
+    from app.tasks import TaskRunner
     from services.notify import ChangeListener
     from services.store import Store
 
@@ -149,8 +150,7 @@ class ApprovalsDock(QWidget):
         self.pending_count = -1
         self.dialogs: dict[int, ChangeRequestDialog] = {}
         self._listener: ChangeListener | None = None
-        self._task: Task | None = None
-        self._again = False
+        self._load = CoalescedLoad(self._start_load, self._loaded, self._load_failed)
         self._reload_dialogs = False
         self._fitted = False
         self._build_ui()
@@ -255,10 +255,7 @@ class ApprovalsDock(QWidget):
             listener.stop()
             listener.join(timeout)
         self._debounce.stop()
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self._again = False
+        self._load.cancel()
 
     @property
     def listening(self) -> bool:
@@ -278,14 +275,14 @@ class ApprovalsDock(QWidget):
         """Read the requests again in the task runner (a refresh already running is followed by one)."""
         if self.store is None or self.user is None or self.tasks is None:
             return
-        if self._task is not None:
-            self._again = True
-            return
-        self._task = self.tasks.run(load_approvals, self.store, self.user, on_done=self._loaded,
-                                    on_error=self._load_failed, name="approvals")
+        self._load.request()
+
+    def _start_load(self, on_done: Any, on_error: Any) -> Any:
+        assert self.tasks is not None
+        return self.tasks.run(load_approvals, self.store, self.user, on_done=on_done,
+                                    on_error=on_error, name="approvals")
 
     def _loaded(self, snap: ApprovalsSnapshot) -> None:
-        self._task = None
         self.snapshot = snap
         self._show()
         self.status.setStyleSheet("")
@@ -299,17 +296,10 @@ class ApprovalsDock(QWidget):
             self.pending_count = count
             self.pending_count_changed.emit(count)
         self.refreshed.emit()
-        if self._again:
-            self._again = False
-            self.refresh()
 
     def _load_failed(self, e: BaseException) -> None:
-        self._task = None
         self.status.setStyleSheet(f"color: {ERROR_COLOUR}")
         self.status.setText(f"refresh failed: {error_text(e)}")
-        if self._again:
-            self._again = False
-            self.refresh()
 
     def _on_notified(self, payload: Any) -> None:
         if self._listener is None:

@@ -39,6 +39,7 @@ from widgets.records import (
     ERROR_COLOUR,
     MUTED_TEXT,
     OK_COLOUR,
+    CoalescedLoad,
     Field,
     RecordTableModel,
     error_text,
@@ -129,10 +130,9 @@ class AuditDock(QWidget):
         self.tasks: TaskRunner | None = None
         self.snapshot: AuditSnapshot | None = None
         self.dialogs: list[ChangeRequestDialog] = []
-        self._task: Task | None = None
+        self._load = CoalescedLoad(self._start_load, self._loaded, self._load_failed)
         self._verify_task: Task | None = None
         self._export_task: Task | None = None
-        self._again = False
         self._fitted = False
         self._build_ui()
         self._debounce = QTimer(self, singleShot=True, interval=200)
@@ -256,10 +256,10 @@ class AuditDock(QWidget):
 
     def stop(self) -> None:
         self._debounce.stop()
-        for t in (self._task, self._verify_task):
-            if t is not None:
-                t.cancel()
-        self._task = self._verify_task = None
+        self._load.cancel()
+        if self._verify_task is not None:
+            self._verify_task.cancel()
+        self._verify_task = None
 
     def filters(self) -> tuple[datetime | None, datetime | None, str | None, str | None]:
         """(start, end, actor, entity) as chosen; times in UTC."""
@@ -298,14 +298,14 @@ class AuditDock(QWidget):
     def refresh(self) -> None:
         if self.store is None or self.user is None or self.tasks is None:
             return
-        if self._task is not None:
-            self._again = True
-            return
-        self._task = self.tasks.run(load_audit, self.store, self.user, *self.filters(), on_done=self._loaded,
-                                    on_error=self._load_failed, name="audit records")
+        self._load.request()
+
+    def _start_load(self, on_done: Any, on_error: Any) -> Any:
+        assert self.tasks is not None
+        return self.tasks.run(load_audit, self.store, self.user, *self.filters(), on_done=on_done,
+                                    on_error=on_error, name="audit records")
 
     def _loaded(self, snap: AuditSnapshot) -> None:
-        self._task = None
         self.snapshot = snap
         self.model.set_records(snap.rows)
         if not self._fitted and snap.rows:
@@ -319,17 +319,10 @@ class AuditDock(QWidget):
         if n and not self.view.selectionModel().hasSelection():
             self.view.selectRow(0)
         self.refreshed.emit()
-        if self._again:
-            self._again = False
-            self.refresh()
 
     def _load_failed(self, e: BaseException) -> None:
-        self._task = None
         set_tone(self.message, error_text(e))
         self.failed.emit(self.message.text())
-        if self._again:
-            self._again = False
-            self.refresh()
 
     def _set_actors(self, actors: list[str]) -> None:
         have = {self.actor_box.itemData(i) for i in range(self.actor_box.count())}

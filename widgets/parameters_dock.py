@@ -34,6 +34,7 @@ from widgets.formatting import CENTER
 from widgets.records import (
     ERROR_COLOUR,
     OVERDUE_TEXT,
+    CoalescedLoad,
     Field,
     RecordTableModel,
     error_text,
@@ -153,8 +154,7 @@ class ParametersDock(QWidget):
         self.form: dict[str, Any] | None = None  # name, value and version the editor was loaded with
         self.drafts: dict[str, tuple[str, str]] = {}
         self.stale = False
-        self._task: Task | None = None
-        self._again = False
+        self._load = CoalescedLoad(self._start_load, self._loaded, self._load_failed)
         self._submit_task: Task | None = None
         self._fitted = False
         self._build_ui()
@@ -254,23 +254,23 @@ class ParametersDock(QWidget):
         self.refresh()
 
     def stop(self) -> None:
-        for t in (self._task, self._submit_task):
-            if t is not None:
-                t.cancel()
-        self._task = self._submit_task = None
+        self._load.cancel()
+        if self._submit_task is not None:
+            self._submit_task.cancel()
+        self._submit_task = None
 
     def refresh(self) -> None:
         """Read the parameters again (connect `ApprovalsDock.requests_changed` here)."""
         if self.store is None or self.user is None or self.tasks is None:
             return
-        if self._task is not None:
-            self._again = True
-            return
-        self._task = self.tasks.run(load_parameters, self.store, self.user, on_done=self._loaded,
-                                    on_error=self._load_failed, name="company parameters")
+        self._load.request()
+
+    def _start_load(self, on_done: Any, on_error: Any) -> Any:
+        assert self.tasks is not None
+        return self.tasks.run(load_parameters, self.store, self.user, on_done=on_done,
+                                    on_error=on_error, name="company parameters")
 
     def _loaded(self, snap: ParametersSnapshot) -> None:
-        self._task = None
         self.snapshot = snap
         for r in snap.rows:
             r["key"] = self.keys.setdefault(r["name"], len(self.keys))
@@ -285,17 +285,10 @@ class ParametersDock(QWidget):
         self._check_stale()
         self._update_editor()
         self.refreshed.emit()
-        if self._again:
-            self._again = False
-            self.refresh()
 
     def _load_failed(self, e: BaseException) -> None:
-        self._task = None
         self.status.setStyleSheet(f"color: {ERROR_COLOUR}")
         self.status.setText(f"refresh failed: {error_text(e)}")
-        if self._again:
-            self._again = False
-            self.refresh()
 
     # ------------------------------------------------------------------ the editor
     def row(self, name: str) -> dict[str, Any] | None:

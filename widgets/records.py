@@ -349,3 +349,47 @@ def status_badge(status: Any) -> QColor | None:
 def status_badge_text(status: Any) -> QColor | None:
     return BADGE_TEXT if str(status) in REQUEST_STATUS_COLOURS else None
 
+
+
+class CoalescedLoad:
+    """One background read at a time for a dock; refreshes asked for meanwhile run once after it.
+
+    `start(on_done, on_error)` launches the read (returns the runner's task); `on_loaded` and
+    `on_failed` run on the GUI thread as the task runner delivers them.
+    """
+
+    def __init__(self, start: Any, on_loaded: Any, on_failed: Any) -> None:
+        self._start, self._on_loaded, self._on_failed = start, on_loaded, on_failed
+        self.task: Any = None
+        self.again = False
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def request(self) -> None:
+        if self.task is not None:
+            self.again = True
+            return
+        self.task = self._start(self._done, self._failed)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.task = None
+        self.again = False
+
+    def _done(self, result: Any) -> None:
+        self.task = None
+        self._on_loaded(result)
+        self._follow()
+
+    def _failed(self, e: BaseException) -> None:
+        self.task = None
+        self._on_failed(e)
+        self._follow()
+
+    def _follow(self) -> None:
+        if self.again:
+            self.again = False
+            self.request()
