@@ -65,25 +65,23 @@ def _ratio_request(table_kind: str) -> Callable[..., Any]:
     return make
 
 
-KINDS: dict[str, ImportKind] = {
-    "stock-margin": ImportKind(
-        "stock-margin", "Long stock margin ratios",
+def _ratio_kind(name: str, title: str, table_kind: str, ratio_col: str, span: str) -> ImportKind:
+    """The long, short-sell and intraday ratio tables share one layout: code, im_ratio, mm_ratio."""
+    return ImportKind(
+        name, title,
         (Col("code", "code", help="security code, e.g. 700.HK"),
-         Col("im_ratio", "ratio", help="initial margin ratio, 0 to 1 (0.35 = 35%)"),
-         Col("mm_ratio", "ratio", help="maintenance margin ratio, 0 to 1, not above im_ratio")),
-        "stock_margin_ratio", _ratio_request("long"), _mm_le_im),
-    "short-margin": ImportKind(
-        "short-margin", "Short-sell margin ratios",
-        (Col("code", "code", help="security code"),
-         Col("im_ratio", "short_ratio", help="initial ratio for short positions, from 1 up (1.5 = 150%)"),
-         Col("mm_ratio", "short_ratio", help="maintenance ratio, from 1 up, not above im_ratio")),
-        "stock_margin_ratio", _ratio_request("short"), _mm_le_im),
-    "intraday-margin": ImportKind(
-        "intraday-margin", "Intraday margin ratios",
-        (Col("code", "code", help="security code"),
-         Col("im_ratio", "ratio", help="intraday initial ratio, 0 to 1"),
-         Col("mm_ratio", "ratio", help="intraday maintenance ratio, 0 to 1, not above im_ratio")),
-        "stock_margin_ratio", _ratio_request("intraday"), _mm_le_im),
+         Col("im_ratio", ratio_col, help=f"initial margin ratio, {span}"),
+         Col("mm_ratio", ratio_col, help=f"maintenance margin ratio, {span}, not above im_ratio")),
+        "stock_margin_ratio", _ratio_request(table_kind), _mm_le_im)
+
+
+KINDS: dict[str, ImportKind] = {
+    "stock-margin": _ratio_kind("stock-margin", "Long stock margin ratios", "long", "ratio",
+                                "0 to 1 (0.35 = 35%)"),
+    "short-margin": _ratio_kind("short-margin", "Short-sell margin ratios", "short", "short_ratio",
+                                "from 1 up (1.5 = 150%)"),
+    "intraday-margin": _ratio_kind("intraday-margin", "Intraday margin ratios", "intraday", "ratio",
+                                   "0 to 1"),
     "haircuts": ImportKind(
         "haircuts", "FRR haircuts",
         (Col("code", "code", help="security code"),
