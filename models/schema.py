@@ -371,3 +371,56 @@ audit_log = Table(
     Column("hash", String(64), nullable=False, unique=True),
     Index("ix_audit_log_ts", "ts"),
 )
+
+# ---------------------------------------------------------------- credit and lists (issue 4)
+credit_groups = Table(
+    "credit_groups", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("limit_amount", Float, nullable=False),
+    _version(),
+    CheckConstraint("limit_amount >= 0", name="limit_non_negative"),
+)
+credit_group_members = Table(
+    "credit_group_members", metadata,
+    Column("group_id", Integer, ForeignKey("credit_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True, unique=True),
+    _version(),
+)
+
+company_limits = Table(
+    "company_limits", metadata,
+    Column("dimension", String(32), primary_key=True),  # total_financing, per_client_max, ...
+    Column("amount", Float, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    _version(),
+    CheckConstraint("amount >= 0", name="amount_non_negative"),
+)
+
+blacklist = Table(
+    "blacklist", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("client_id", Integer, ForeignKey("clients.id")),
+    Column("tag", String(32), nullable=False),  # Credit | Asset Transfer
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("remark", Text, nullable=False, server_default=""),
+    _version(),
+    CheckConstraint("(account_id is null) <> (client_id is null)", name="one_subject"),
+    CheckConstraint("tag in ('Credit', 'Asset Transfer')", name="tag_known"),
+)
+
+client_trading_limits = Table(
+    "client_trading_limits", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("limit_type", String(32), nullable=False),  # one of each type per client
+    Column("amount", Float, nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("expire_on_call", Boolean, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="active"),
+    _version(),
+    UniqueConstraint("account_id", "limit_type", name="uq_trading_limit_type"),
+    CheckConstraint("amount >= 0", name="amount_non_negative"),
+    CheckConstraint("status in ('active', 'invalid', 'expired')", name="status_known"),
+)

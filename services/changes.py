@@ -26,13 +26,17 @@ DEFAULT_FLOW = ("default", ["supervisor"])
 KEY_COLUMNS = {
     "company_parameters": ("name",), "financing_limits": ("account_id",), "haircuts": ("security_id",),
     "stock_margin_ratios": ("id",), "client_margin_ratios": ("id",), "client_groups": ("id",),
-    "stock_groups": ("id",), "indices": ("id",), "approval_flows": ("id",),
+    "stock_groups": ("id",), "indices": ("id",), "approval_flows": ("id",), "credit_groups": ("id",),
+    "credit_group_members": ("group_id", "account_id"), "company_limits": ("dimension",), "blacklist": ("id",),
+    "client_trading_limits": ("id",),
 }
 KIND_TABLES = {
     "company_parameter": "company_parameters", "financing_limit": "financing_limits", "haircut": "haircuts",
     "stock_margin_ratio": "stock_margin_ratios", "client_margin_ratio": "client_margin_ratios",
     "client_group": "client_groups", "stock_group": "stock_groups", "index": "indices",
-    "approval_flow": "approval_flows",
+    "approval_flow": "approval_flows", "credit_group": "credit_groups",
+    "credit_group_member": "credit_group_members", "company_limit": "company_limits", "blacklist": "blacklist",
+    "client_trading_limit": "client_trading_limits",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,22 @@ KINDS: dict[str, ImportKind] = {
          Col("haircut", "ratio", help="FRR haircut, 0 to 1 (0.15 = 15%)")),
         "haircut",
         lambda r, lk: ({"security_id": lk["sec"][r["code"]]}, {"haircut": r["haircut"]}, "update", None)),
+    "blacklist": ImportKind(
+        "blacklist", "Blacklist (Credit / Asset Transfer)",
+        (Col("account", "account", help="account code"),
+         Col("tag", "choice", help="Credit or Asset Transfer", choices=("Credit", "Asset Transfer")),
+         Col("remark", "text", required=False, help="why")),
+        "blacklist",
+        lambda r, lk: ({"id": lk["next_id"]("blacklist")},
+                       {"account_id": lk["acct"][r["account"]], "tag": r["tag"], "enabled": True,
+                        "remark": r.get("remark") or ""}, "insert", None)),
+    "trading-limits": ImportKind(
+        "trading-limits", "Client trading limits",
+        (Col("account", "account", help="account code"),
+         Col("limit_type", "choice", help="one limit of each type per client; a new one overwrites",
+             choices=("daily_buy", "daily_sell", "order_notional", "position_notional")),
+         Col("amount", "amount", help="limit in HKD, ≥ 0")),
+        "client_trading_limit", lambda r, lk: _trading_limit_request(r, lk)),
     "financing-limits": ImportKind(
         "financing-limits", "Financing limits",
         (Col("account", "account", help="margin account code"),
@@ -95,6 +112,17 @@ KINDS: dict[str, ImportKind] = {
         "financing_limit",
         lambda r, lk: ({"account_id": lk["acct"][r["account"]]}, {"amount": r["amount"]}, "update", r["amount"])),
 }
+
+
+def _trading_limit_request(r: dict[str, Any], lk: dict[str, Any]
+                           ) -> tuple[dict[str, Any], dict[str, Any], str, float | None]:
+    acct = lk["acct"][r["account"]]
+    existing = lk["trading_limits"].get((acct, r["limit_type"]))
+    if existing is not None:  # one type per client: the new one overwrites
+        return {"id": existing}, {"amount": r["amount"], "status": "active"}, "update", r["amount"]
+    return ({"id": lk["next_id"]("client_trading_limits")},
+            {"account_id": acct, "limit_type": r["limit_type"], "amount": r["amount"], "status": "active"},
+            "insert", r["amount"])
 
 
 # ---------------------------------------------------------------------------------------- templates
@@ -189,14 +217,25 @@ def _lookups(store: Store) -> dict[str, Any]:
                     conn.execute(text("select code, id from accounts where closed = 0")).all())
         ratio_ids = {(s, k): i for i, s, k in conn.execute(text(
             "select id, security_id, kind from stock_margin_ratios where status = 'active' order by id")).all()}
-        next_id = (conn.execute(text("select coalesce(max(id), 0) from stock_margin_ratios")).scalar() or 0) + 1
-    counter = [next_id]
+        trading = {(a, t): i for i, a, t in conn.execute(text(
+            "select id, account_id, limit_type from client_trading_limits")).all()}
+        top = {t: int(conn.execute(text(f"select coalesce(max(id), 0) from {t}")).scalar() or 0)
+               for t in ("stock_margin_ratios", "blacklist", "client_trading_limits")}
+        # ids already promised to pending insert requests are not handed out again
+        for t, key in conn.execute(text("select target_table, target_key from change_requests "
+                                        "where status = 'pending' and op = 'insert'")).all():
+            if t in top:
+                top[t] = max(top[t], int(json.loads(key).get("id", 0)))
+
+    def next_id(table: str) -> int:
+        top[table] += 1
+        return top[table]
 
     def next_ratio_id() -> int:
-        counter[0] += 1
-        return counter[0] - 1
+        return next_id("stock_margin_ratios")
 
-    return {"sec": sec, "acct": acct, "ratio_ids": ratio_ids, "next_ratio_id": next_ratio_id}
+    return {"sec": sec, "acct": acct, "ratio_ids": ratio_ids, "next_ratio_id": next_ratio_id,
+            "next_id": next_id, "trading_limits": trading}
 
 
 def _check(c: Col, v: Any, lk: dict[str, Any]) -> tuple[Any, str | None]:

@@ -90,3 +90,36 @@ def test_cli_import_dry_run_json_and_unreadable_file(store: Store, tmp_path: Pat
     bad.write_text("code,wrong\n700.HK,1\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="missing column"):
         validate_file(store, "haircuts", bad)
+
+
+def test_trading_limit_import_overwrites_same_type_and_blacklist_import(store: Store, tmp_path: Path) -> None:
+    from services.credit import blacklisted_accounts
+
+    rita, sam = auth.User("rita", "Rita", "risk_officer"), auth.User("sam", "Sam", "supervisor")
+    p = tmp_path / "tl.csv"
+    p.write_text("account,limit_type,amount\nM000002,daily_buy,1000000\nM000003,order_notional,200000\n"
+                 "M000002,weekly,5\n", encoding="utf-8")
+    rep = apply_rows(store, rita, validate_file(store, "trading-limits", p), "desk limits")
+    assert [(e["row"], e["column"]) for e in rep.errors] == [(4, "limit_type")]
+    for rid in rep.request_ids:
+        changes.approve(store, sam, rid)
+    p.write_text("account,limit_type,amount\nM000002,daily_buy,750000\n", encoding="utf-8")
+    rep = apply_rows(store, rita, validate_file(store, "trading-limits", p), "cut")
+    assert changes.get(store, rep.request_ids[0]).op == "update"
+    changes.approve(store, sam, rep.request_ids[0])
+    from sqlalchemy import text
+
+    with store.begin() as conn:
+        rows = conn.execute(text("select account_id, limit_type, amount from client_trading_limits "
+                                 "order by id")).all()
+    assert [tuple(r) for r in rows] == [(2, "daily_buy", 750_000.0), (3, "order_notional", 200_000.0)]
+    a1, a2 = [c for c in store.load_book().acct_codes if c not in ("M000002", "M000003")][:2]
+    b = tmp_path / "bl.csv"
+    b.write_text(f"account,tag,remark\n{a1},Credit,late payer\n{a2},Asset Transfer,\n", encoding="utf-8")
+    rep = validate_file(store, "blacklist", b)
+    assert rep.errors == []
+    rep = apply_rows(store, rita, rep, "compliance list")
+    for rid in rep.request_ids:
+        changes.approve(store, sam, rid)
+    assert blacklisted_accounts(store, "Credit") == {a1}
+    assert blacklisted_accounts(store, "Asset Transfer") == {a2}

@@ -1,0 +1,79 @@
+"""Credit usage (RISK_METHODS §2): account over-limit, credit groups, company limits; blacklist; the
+credit tables are changed only through approved requests (and not at all by app logins on Postgres)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from services import auth, changes
+from services.credit import blacklisted_accounts, credit_usage
+from services.margin import MarginEngine
+from services.store import Store
+from tests.test_margin_formulas import _acct, make_book
+
+
+def _store(url: str) -> Store:
+    st = Store(url)
+    st.migrate()
+    # loans: M1 60,000 (limit 50,000 → 10,000 over), M2 30,000 (limit 100,000), M3 none
+    book = make_book([_acct("M1", -60_000, limit=50_000), _acct("M2", -30_000, limit=100_000),
+                      _acct("M3", 10_000, limit=0)], [("M1", "A.HK", 1000), ("M2", "A.HK", 1000)])
+    st.save_book(book)
+    auth.ensure_permissions(st)
+    return st
+
+
+def test_account_group_and_company_usage(sqlite_url: str) -> None:
+    st = _store(sqlite_url)
+    rita, sam = auth.User("rita", "R", "risk_officer"), auth.User("sam", "S", "supervisor")
+    for kind, key, after in (
+            ("credit_group", {"id": 1}, {"name": "Chan family", "limit_amount": 80_000.0}),
+            ("credit_group_member", {"group_id": 1, "account_id": 1}, {}),
+            ("credit_group_member", {"group_id": 1, "account_id": 2}, {})):
+        rid = changes.submit(st, rita, kind, key, after, "family accounts share one line", op="insert")
+        assert changes.approve(st, sam, rid) == "approved"
+    rid = changes.submit(st, rita, "company_limit", {"dimension": "capital"}, {"amount": 15_000.0}, "test capital")
+    changes.approve(st, sam, rid)
+    u = credit_usage(MarginEngine(st.load_book()), st)
+    assert u.over_limit.tolist() == [10_000.0, 0.0, 0.0]
+    assert u.usage[:2].tolist() == [1.2, 0.3] and u.usage[2] == 0.0
+    assert u.over_limit_accounts().tolist() == [0]
+    (g,) = u.groups
+    assert (g.name, g.loan, g.limit, g.over, sorted(g.accounts)) == ("Chan family", 90_000.0, 80_000.0, True,
+                                                                      ["M1", "M2"])
+    assert u.company["total_loans"] == 90_000.0
+    assert u.company["five_x_capital"] == 75_000.0 and u.company["over_five_x_capital"] is True
+    assert u.company["over_total_financing"] is False  # default cap 5,000,000,000
+
+
+def test_blacklist_by_account_and_by_client(sqlite_url: str) -> None:
+    st = _store(sqlite_url)
+    rita, sam = auth.User("rita", "R", "risk_officer"), auth.User("sam", "S", "supervisor")
+    for after in ({"account_id": 1, "tag": "Credit"}, {"client_id": 2, "tag": "Credit"},
+                  {"account_id": 3, "tag": "Asset Transfer"}):
+        rid = changes.submit(st, rita, "blacklist", {"id": after.get("account_id", 0) * 10 + after.get("client_id", 0)},
+                             after, "compliance", op="insert")
+        changes.approve(st, sam, rid)
+    assert blacklisted_accounts(st, "Credit") == {"M1", "M2"}
+    assert blacklisted_accounts(st, "Asset Transfer") == {"M3"}
+
+
+@pytest.mark.postgres
+def test_credit_tables_are_protected_on_postgres(pg_url: str) -> None:
+    import uuid
+
+    owner = _store(pg_url)
+    login = "cr_" + uuid.uuid4().hex[:6]
+    auth.create_user(owner, login, "risk_officer", password="x")
+    app = Store(pg_url.replace("postgres@", f"{login}@"))
+    with app.begin() as conn:
+        assert conn.execute(text("select amount from company_limits where dimension = 'capital'")).scalar() == 1e9
+    for sql in ("update company_limits set amount = 1 where dimension = 'capital'",
+                "insert into credit_groups (name, limit_amount) values ('x', 1)",
+                "delete from blacklist"):
+        with pytest.raises(DBAPIError, match="permission denied"), app.engine.begin() as conn:
+            conn.execute(text(sql))
+    app.dispose()
+    owner.dispose()
