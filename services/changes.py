@@ -102,6 +102,21 @@ def _dumps(v: Any) -> str:
     return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def insert_id_floor(conn: Connection, table: str) -> int:
+    """The highest id used in `table` or promised to a pending insert request for it.
+
+    Insert requests carry the new row's id in their key, so a reviewer sees exactly what will be
+    created; new ids start above this floor.
+    """
+    top = int(conn.execute(text(f"select coalesce(max(id), 0) from {S.metadata.tables[table].name}")).scalar()
+              or 0)
+    for (key,) in conn.execute(select(S.change_requests.c.target_key).where(
+            S.change_requests.c.status == "pending", S.change_requests.c.op == "insert",
+            S.change_requests.c.target_table == table)):
+        top = max(top, int(json.loads(key).get("id", 0)))
+    return top
+
+
 def choose_flow(conn: Connection, kind: str, amount: float | None) -> tuple[str, list[str]]:
     """The approval flow for a kind and amount range (most specific range wins), else one supervisor."""
     rows = conn.execute(select(S.approval_flows).where(S.approval_flows.c.kind == kind)).all()

@@ -15,12 +15,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from services import audit
+from services.changes import insert_id_floor
 from services.store import Store
 
 
@@ -61,7 +63,8 @@ def _ratio_request(table_kind: str) -> Callable[..., Any]:
         if existing is not None:  # a stock already present is overwritten by the new setting
             return {"id": existing}, after, "update", None
         return ({"id": lk["next_ratio_id"]()},
-                {**after, "security_id": lk["sec"][r["code"]], "kind": table_kind, "status": "active"},
+                {**after, "security_id": lk["sec"][r["code"]], "kind": table_kind, "status": "active",
+                 "effective_from": datetime.now(UTC).isoformat()},
                 "insert", None)
     return make
 
@@ -219,13 +222,7 @@ def _lookups(store: Store) -> dict[str, Any]:
             "select id, security_id, kind from stock_margin_ratios where status = 'active' order by id")).all()}
         trading = {(a, t): i for i, a, t in conn.execute(text(
             "select id, account_id, limit_type from client_trading_limits")).all()}
-        top = {t: int(conn.execute(text(f"select coalesce(max(id), 0) from {t}")).scalar() or 0)
-               for t in ("stock_margin_ratios", "blacklist", "client_trading_limits")}
-        # ids already promised to pending insert requests are not handed out again
-        for t, key in conn.execute(text("select target_table, target_key from change_requests "
-                                        "where status = 'pending' and op = 'insert'")).all():
-            if t in top:
-                top[t] = max(top[t], int(json.loads(key).get("id", 0)))
+        top = {t: insert_id_floor(conn, t) for t in ("stock_margin_ratios", "blacklist", "client_trading_limits")}
 
     def next_id(table: str) -> int:
         top[table] += 1

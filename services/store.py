@@ -355,6 +355,35 @@ def _active(status: str, eff: Any, exp: Any, now: datetime) -> bool:
     return (e0 is None or e0 <= now) and (e1 is None or e1 > now)
 
 
+def ratio_settings_in_force(rows: Iterable[tuple[Any, ...]], now: datetime
+                            ) -> dict[tuple[int, str], tuple[float, float]]:
+    """Setting records → the ratio in force per (security, table) at `now` (issue 4 "setting records").
+
+    A record takes effect at its effective time (until then it is pending); the latest one in
+    effect wins (ties: the later record); a revoked record never applies; when the record in force
+    has expired, the security has no ratio in that table (100%), not the one before it.
+    Rows: (id, security_id, kind, im, mm, status, effective_from, expires_at).
+    """
+    best: dict[tuple[int, str], tuple[datetime, int, float, float, Any]] = {}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for rid, sid, kind_, im, mm, status, eff, exp in rows:
+        if status not in ("active", "pending"):
+            continue
+        e0 = _as_dt(eff) or epoch
+        if e0 > now:
+            continue
+        k = (int(sid), str(kind_))
+        cur = best.get(k)
+        if cur is None or (e0, rid) > (cur[0], cur[1]):
+            best[k] = (e0, rid, float(im), float(mm), exp)
+    out = {}
+    for k, (_, _, im, mm, exp) in best.items():
+        e1 = _as_dt(exp)
+        if e1 is None or e1 > now:
+            out[k] = (im, mm)
+    return out
+
+
 def _load_book(conn: Connection, kind: str, now: datetime) -> Book:
     cur_rows = _fetch(conn, "select code, fx_rate, is_base from currencies order by code")
     base = next((c for c, _, b in cur_rows if b), "HKD")
@@ -379,13 +408,12 @@ def _load_book(conn: Connection, kind: str, now: datetime) -> Book:
         sec_market[i] = mkt_index[r[3]]
     ratio = {k: np.full(n_sec, np.nan) for k in ("long_im", "long_mm", "short_im", "short_mm",
                                                   "intraday_im", "intraday_mm")}
-    for sid, kind_, im, mm, status, eff, exp in _fetch(
-            conn, "select security_id, kind, im_ratio, mm_ratio, status, effective_from, expires_at "
-                  "from stock_margin_ratios order by id"):
-        if _active(status, eff, exp, now):
-            i = int(np.searchsorted(sec_ids, sid))
-            ratio[f"{kind_}_im"][i] = im
-            ratio[f"{kind_}_mm"][i] = mm
+    for (sid, kind_), (im, mm) in ratio_settings_in_force(_fetch(
+            conn, "select id, security_id, kind, im_ratio, mm_ratio, status, effective_from, expires_at "
+                  "from stock_margin_ratios"), now).items():
+        i = int(np.searchsorted(sec_ids, sid))
+        ratio[f"{kind_}_im"][i] = im
+        ratio[f"{kind_}_mm"][i] = mm
 
     accts = _fetch(conn, "select a.id, a.code, c.code, c.name, a.type, a.frozen, coalesce(f.amount, 0) "
                          "from accounts a join clients c on c.id = a.client_id "

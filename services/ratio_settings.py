@@ -1,0 +1,110 @@
+"""Stock margin setting records (issue 4): every new or edited ratio is a record that takes effect at
+its effective time (pending until then), now with "Sync", or never with "Cancel sync" (revoked).
+
+Each of the three is a four-eyes change request on `stock_margin_ratios`; what is in force is derived
+from the records and the clock (`services.store.ratio_settings_in_force`), so nothing has to run at
+the effective time for it to apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from services import changes
+from services.auth import User
+from services.store import Store, _as_dt, ratio_settings_in_force
+
+TABLES = ("long", "short", "intraday")
+
+
+@dataclass
+class SettingRecord:
+    id: int
+    code: str
+    table: str
+    im_ratio: float
+    mm_ratio: float
+    status: str  # stored: active / pending / revoked / expired
+    effective_from: datetime | None
+    expires_at: datetime | None
+    state: str  # derived: pending, in force, superseded, expired, revoked
+
+
+def _validate(table: str, im: float, mm: float) -> None:
+    if table not in TABLES:
+        raise changes.ChangeError(f"unknown ratio table {table!r}: one of {', '.join(TABLES)}")
+    lo, hi = (1.0, None) if table == "short" else (0.0, 1.0)
+    for name, v in (("im_ratio", im), ("mm_ratio", mm)):
+        if v < lo or (hi is not None and v > hi):
+            span = "from 1 up (e.g. 1.5)" if table == "short" else "between 0 and 1"
+            raise changes.ChangeError(f"{name} must be {span}, got {v:g}")
+    if mm > im:
+        raise changes.ChangeError("the maintenance ratio must not exceed the initial ratio")
+
+
+def propose(store: Store, user: User, code: str, table: str, im: float, mm: float, reason: str,
+            effective_from: datetime | None = None, expires_at: datetime | None = None) -> int:
+    """A new setting record (a change request); in force from `effective_from` (default: approval)."""
+    _validate(table, im, mm)
+    with store.begin() as conn:
+        sid = conn.execute(text("select id from securities where code = :c"), {"c": code}).scalar()
+        if sid is None:
+            raise changes.ChangeError(f"unknown security code {code!r}")
+        new_id = changes.insert_id_floor(conn, "stock_margin_ratios") + 1
+    eff = (effective_from or datetime.now(UTC)).astimezone(UTC)
+    after: dict[str, Any] = {"security_id": int(sid), "kind": table, "im_ratio": im, "mm_ratio": mm,
+                             "status": "pending", "effective_from": eff.isoformat(),
+                             "expires_at": expires_at.astimezone(UTC).isoformat() if expires_at else None}
+    return changes.submit(store, user, "stock_margin_ratio", {"id": new_id}, after, reason, op="insert",
+                          context={"code": code, "table": table})
+
+
+def sync(store: Store, user: User, record_id: int, reason: str = "sync now") -> int:
+    """Bring a pending record into force now (a change request)."""
+    return changes.submit(store, user, "stock_margin_ratio", {"id": record_id},
+                          {"effective_from": datetime.now(UTC).isoformat()}, reason)
+
+
+def cancel_sync(store: Store, user: User, record_id: int, reason: str = "cancel sync") -> int:
+    """Revoke a record so it never applies (a change request)."""
+    return changes.submit(store, user, "stock_margin_ratio", {"id": record_id}, {"status": "revoked"}, reason)
+
+
+def records(store: Store, code: str | None = None, now: datetime | None = None) -> list[SettingRecord]:
+    """Every setting record with its derived state, newest first (history per security)."""
+    now = now or datetime.now(UTC)
+    sql = ("select r.id, r.security_id, r.kind, r.im_ratio, r.mm_ratio, r.status, r.effective_from, "
+           "r.expires_at, s.code from stock_margin_ratios r join securities s on s.id = r.security_id")
+    params: dict[str, Any] = {}
+    if code:
+        sql += " where s.code = :c"
+        params["c"] = code
+    with store.begin() as conn:
+        rows = conn.execute(text(sql + " order by r.id desc"), params).all()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    winners: dict[tuple[int, str], tuple[datetime, int]] = {}  # (security, table) → latest (effective, id)
+    for rid, sid, kind, _im, _mm, status, eff, _exp, _code in rows:
+        e0 = _as_dt(eff) or epoch
+        if status in ("active", "pending") and e0 <= now:
+            key = (e0, rid)
+            if key > winners.get((sid, kind), (epoch, -1)):
+                winners[(sid, kind)] = key
+    in_force_ids = {rid for _, rid in winners.values()}
+    live = ratio_settings_in_force([r[:8] for r in rows], now)
+    out = []
+    for rid, sid, kind, im, mm, status, eff, exp, c in rows:
+        e0, e1 = _as_dt(eff), _as_dt(exp)
+        if status == "revoked":
+            state = "revoked"
+        elif e0 is not None and e0 > now:
+            state = "pending"
+        elif rid in in_force_ids:
+            state = "in force" if (sid, kind) in live else "expired"
+        else:
+            state = "superseded"
+        out.append(SettingRecord(rid, c, kind, im, mm, status, e0, e1, state))
+    return out
