@@ -97,14 +97,14 @@ def records(store: Store, code: str | None = None, now: datetime | None = None) 
     live = ratio_settings_in_force([r[:8] for r in rows], now)
     out = []
     for rid, sid, kind, im, mm, status, eff, exp, c in rows:
-        e0, e1 = _as_dt(eff), _as_dt(exp)
+        start, end = _as_dt(eff), _as_dt(exp)
         if status == "revoked":
             state = "revoked"
-        elif e0 is not None and e0 > now:
+        elif start is not None and start > now:
             state = "pending"
         elif rid in in_force_ids:
             state = "in force" if (sid, kind) in live else "expired"
         else:
             state = "superseded"
-        out.append(SettingRecord(rid, c, kind, im, mm, status, e0, e1, state))
+        out.append(SettingRecord(rid, c, kind, im, mm, status, start, end, state))
     return out
