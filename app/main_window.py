@@ -20,6 +20,7 @@ from app.qt_app import APP_NAME, ORG_NAME
 from widgets.alerts_dock import AlertsDock
 from widgets.approvals_dock import ApprovalsDock
 from widgets.audit_dock import AuditDock
+from widgets.credit_dock import CreditDock
 from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
 from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
@@ -29,7 +30,7 @@ from widgets.parameters_dock import ParametersDock
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 2  # 2: approvals, parameters and audit docks
+WINDOW_STATE_VERSION = 3  # 2: approvals, parameters, audit; 3: credit
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self.approvals = ApprovalsDock()
         self.parameters = ParametersDock()
         self.audit = AuditDock()
+        self.credit = CreditDock()
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
         self.login_dialog: Any = None
@@ -89,9 +91,11 @@ class MainWindow(QMainWindow):
                 (self.feed, "Feed", "feed", Area.BottomDockWidgetArea),
                 (self.approvals, "Approvals", "approvals", Area.BottomDockWidgetArea),
                 (self.parameters, "Risk parameters", "risk_parameters", Area.BottomDockWidgetArea),
-                (self.audit, "Audit trail", "audit_trail", Area.BottomDockWidgetArea)):
+                (self.audit, "Audit trail", "audit_trail", Area.BottomDockWidgetArea),
+                (self.credit, "Credit", "credit", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
+        self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
         self._build_menus()
         self._build_status_bar()
@@ -139,7 +143,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
-        for name in ("approvals", "risk_parameters", "audit_trail"):
+        for name in ("approvals", "risk_parameters", "credit", "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
         if not self._audit_allowed():
@@ -162,6 +166,8 @@ class MainWindow(QMainWindow):
         self.approvals.set_context(store, user, tasks)
         self.approvals.start_listening()
         self.parameters.set_context(store, user, tasks)
+        if self.monitor is not None:
+            self.credit.set_context(store, user, tasks, self.monitor)
         # pending requests past their time expire (also checked by every decision); the sweep
         # runs off the GUI thread and the approvals dock refreshes through its listener
         from services.changes import expire_due
@@ -288,5 +294,5 @@ class MainWindow(QMainWindow):
         if getattr(self, "_expiry_timer", None) is not None:
             self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
-                  self.audit):
+                  self.audit, self.credit):
             w.stop()

@@ -424,3 +424,32 @@ client_trading_limits = Table(
     CheckConstraint("amount >= 0", name="amount_non_negative"),
     CheckConstraint("status in ('active', 'invalid', 'expired')", name="status_known"),
 )
+
+# ---------------------------------------------------------------- short-sell status (issue 4)
+short_sell_rules = Table(  # a risk parameter: changed through four-eyes
+    "short_sell_rules", metadata,
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+    Column("status", String(16), nullable=False, server_default="sellable"),  # manual: sellable | prohibited
+    Column("closure_threshold", Float),  # inventory below this → auto-prohibited
+    Column("recovery_threshold", Float),  # inventory at or above this → sellable again
+    _version(),
+    CheckConstraint("status in ('sellable', 'prohibited')", name="status_known"),
+    CheckConstraint("recovery_threshold is null or closure_threshold is null "
+                    "or recovery_threshold >= closure_threshold", name="recovery_ge_closure"),
+)
+lending_inventory = Table(  # operational: moves with the lending desk's positions
+    "lending_inventory", metadata,
+    Column("security_id", Integer, ForeignKey("securities.id"), primary_key=True),
+    Column("qty", Float, nullable=False),
+    Column("auto_prohibited", Boolean, nullable=False, server_default="0"),
+    Column("changed_at", DateTime(timezone=True)),
+)
+short_sell_history = Table(
+    "short_sell_history", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("security_id", Integer, ForeignKey("securities.id"), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("event", String(32), nullable=False),  # auto_prohibit, auto_recover
+    Column("inventory", Float, nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+)

@@ -36,7 +36,7 @@ KIND_TABLES = {
     "client_group": "client_groups", "stock_group": "stock_groups", "index": "indices",
     "approval_flow": "approval_flows", "credit_group": "credit_groups",
     "credit_group_member": "credit_group_members", "company_limit": "company_limits", "blacklist": "blacklist",
-    "client_trading_limit": "client_trading_limits",
+    "client_trading_limit": "client_trading_limits", "short_sell_rule": "short_sell_rules",
 }
 
 
