@@ -91,6 +91,16 @@ KINDS: dict[str, ImportKind] = {
          Col("haircut", "ratio", help="FRR haircut, 0 to 1 (0.15 = 15%)")),
         "haircut",
         lambda r, lk: ({"security_id": lk["sec"][r["code"]]}, {"haircut": r["haircut"]}, "update", None)),
+    "client-margin": ImportKind(
+        "client-margin", "Client-specific margin ratios",
+        (Col("account", "account", required=False, help="account code (or give client_group)"),
+         Col("client_group", "client_group", required=False, help="client group name (or give account)"),
+         Col("code", "code", required=False, help="security code (or give stock_group)"),
+         Col("stock_group", "stock_group", required=False, help="stock group name (or give code)"),
+         Col("side", "choice", help="long or short", choices=("long", "short")),
+         Col("im_ratio", "any_ratio", help="initial ratio (long 0–1; short from 1 up)"),
+         Col("mm_ratio", "any_ratio", help="maintenance ratio, not above im_ratio")),
+        "client_margin_ratio", lambda r, lk: _client_ratio_request(r, lk), lambda r: _client_ratio_checks(r)),
     "blacklist": ImportKind(
         "blacklist", "Blacklist (Credit / Asset Transfer)",
         (Col("account", "account", help="account code"),
@@ -114,6 +124,31 @@ KINDS: dict[str, ImportKind] = {
         "financing_limit",
         lambda r, lk: ({"account_id": lk["acct"][r["account"]]}, {"amount": r["amount"]}, "update", r["amount"])),
 }
+
+
+def _client_ratio_checks(r: dict[str, Any]) -> list[tuple[str, str]]:
+    out = _mm_le_im(r)
+    if (r.get("account") is None) == (r.get("client_group") is None):
+        out.append(("account", "give exactly one of account or client_group"))
+    if (r.get("code") is None) == (r.get("stock_group") is None):
+        out.append(("code", "give exactly one of code or stock_group"))
+    im = r.get("im_ratio")
+    if im is not None and r.get("side") == "long" and im > 1:
+        out.append(("im_ratio", "a long ratio is between 0 and 1"))
+    if im is not None and r.get("side") == "short" and im < 1:
+        out.append(("im_ratio", "a short-sell ratio starts at 1 (e.g. 1.5)"))
+    return out
+
+
+def _client_ratio_request(r: dict[str, Any], lk: dict[str, Any]
+                          ) -> tuple[dict[str, Any], dict[str, Any], str, float | None]:
+    after = {"account_id": lk["acct"][r["account"]] if r.get("account") else None,
+             "client_group_id": lk["client_groups"][r["client_group"]] if r.get("client_group") else None,
+             "security_id": lk["sec"][r["code"]] if r.get("code") else None,
+             "stock_group_id": lk["stock_groups"][r["stock_group"]] if r.get("stock_group") else None,
+             "side": r["side"], "im_ratio": r["im_ratio"], "mm_ratio": r["mm_ratio"], "status": "active",
+             "effective_from": datetime.now(UTC).isoformat()}
+    return {"id": lk["next_id"]("client_margin_ratios")}, after, "insert", None
 
 
 def _trading_limit_request(r: dict[str, Any], lk: dict[str, Any]
@@ -221,7 +256,10 @@ def _lookups(store: Store) -> dict[str, Any]:
             "select id, security_id, kind from stock_margin_ratios where status = 'active' order by id")).all()}
         trading = {(a, t): i for i, a, t in conn.execute(text(
             "select id, account_id, limit_type from client_trading_limits")).all()}
-        top = {t: insert_id_floor(conn, t) for t in ("stock_margin_ratios", "blacklist", "client_trading_limits")}
+        top = {t: insert_id_floor(conn, t) for t in ("stock_margin_ratios", "blacklist", "client_trading_limits",
+                                                      "client_margin_ratios")}
+        client_groups = dict(conn.execute(text("select name, id from client_groups")).all())
+        stock_groups = dict(conn.execute(text("select name, id from stock_groups")).all())
 
     def next_id(table: str) -> int:
         top[table] += 1
@@ -231,12 +269,18 @@ def _lookups(store: Store) -> dict[str, Any]:
         return next_id("stock_margin_ratios")
 
     return {"sec": sec, "acct": acct, "ratio_ids": ratio_ids, "next_ratio_id": next_ratio_id,
-            "next_id": next_id, "trading_limits": trading}
+            "next_id": next_id, "trading_limits": trading, "client_groups": client_groups,
+            "stock_groups": stock_groups}
 
 
 def _check(c: Col, v: Any, lk: dict[str, Any]) -> tuple[Any, str | None]:
     if v is None or (isinstance(v, str) and not v.strip()):
         return None, ("required value is missing" if c.required else None)
+    if c.kind in ("client_group", "stock_group"):
+        name = str(v).strip()
+        if name not in lk[c.kind + "s"]:
+            return name, f"unknown {c.kind.replace('_', ' ')} {name!r}"
+        return name, None
     if c.kind in ("code", "account", "text", "choice"):
         s = str(v).strip()
         if c.kind == "code" and s not in lk["sec"]:
@@ -252,6 +296,8 @@ def _check(c: Col, v: Any, lk: dict[str, Any]) -> tuple[Any, str | None]:
         return v, "not a number"
     if not math.isfinite(f):
         return v, "not a finite number"
+    if c.kind == "any_ratio" and f < 0:
+        return f, "must be ≥ 0"
     if c.kind == "ratio" and not 0.0 <= f <= 1.0:
         return f, "must be between 0 and 1 (e.g. 0.35 for 35%)"
     if c.kind == "short_ratio" and f < 1.0:
@@ -295,7 +341,8 @@ def validate_file(store: Store, kind: str, path: str | Path,
     valid: list[tuple[int, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], int] = {}
-    key_cols = [c.name for c in k.columns if c.kind in ("code", "account")]
+    key_cols = [c.name for c in k.columns if c.kind in ("code", "account", "client_group", "stock_group")
+                or c.name in ("side", "limit_type", "tag")]
     for i, (rown, values) in enumerate(body):
         rec: dict[str, Any] = {}
         bad = False

@@ -123,3 +123,33 @@ def test_trading_limit_import_overwrites_same_type_and_blacklist_import(store: S
         changes.approve(store, sam, rid)
     assert blacklisted_accounts(store, "Credit") == {a1}
     assert blacklisted_accounts(store, "Asset Transfer") == {a2}
+
+
+def test_client_margin_import_by_account_and_group_takes_priority_in_the_engine(store: Store,
+                                                                                  tmp_path: Path) -> None:
+    from services.margin import MarginEngine
+
+    rita, sam = auth.User("rita", "Rita", "risk_officer"), auth.User("sam", "Sam", "supervisor")
+    book = store.load_book()
+    e = MarginEngine(book)
+    a = int(np.flatnonzero((book.acct_type == 1) & (np.diff(e.acct_start) > 0))[0])
+    acct = book.acct_codes[a]
+    lo = int(e.acct_start[a])
+    sec = book.sec_codes[int(book.pos_sec[lo])]
+    side = "long" if book.pos_qty[lo] > 0 else "short"
+    im, mm = (0.9, 0.8) if side == "long" else (2.0, 1.9)
+    p = tmp_path / "cm.csv"
+    p.write_text("account,client_group,code,stock_group,side,im_ratio,mm_ratio\n"
+                 f"{acct},,{sec},,{side},{im},{mm}\n"
+                 f",VIP,,HSI Core,long,0.2,0.1\n"
+                 f"{acct},VIP,{sec},,long,0.5,0.4\n"
+                 f",NoSuchGroup,{sec},,long,0.5,0.4\n"
+                 f"{acct},,{sec},,long,1.5,0.4\n", encoding="utf-8")
+    rep = validate_file(store, "client-margin", p)
+    assert [(e_["row"], e_["column"]) for e_ in rep.errors] == [(4, "account"), (5, "client_group"), (6, "im_ratio")]
+    rep = apply_rows(store, rita, rep, "client review")
+    for rid in rep.request_ids:
+        assert changes.approve(store, sam, rid) == "approved"
+    e2 = MarginEngine(store.load_book())
+    p2 = e2.positions_of(a)
+    assert (p2["im_ratio"][0], p2["mm_ratio"][0], int(p2["source"][0])) == (im, mm, 0)  # client beats stock
