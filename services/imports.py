@@ -258,8 +258,8 @@ def _lookups(store: Store) -> dict[str, Any]:
             "select id, account_id, limit_type from client_trading_limits")).all()}
         top = {t: insert_id_floor(conn, t) for t in ("stock_margin_ratios", "blacklist", "client_trading_limits",
                                                       "client_margin_ratios")}
-        client_groups = dict(conn.execute(text("select name, id from client_groups")).all())
-        stock_groups = dict(conn.execute(text("select name, id from stock_groups")).all())
+        client_groups: dict[str, int] = dict(conn.execute(text("select name, id from client_groups")).all())
+        stock_groups: dict[str, int] = dict(conn.execute(text("select name, id from stock_groups")).all())
 
     def next_id(table: str) -> int:
         top[table] += 1
