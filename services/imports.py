@@ -46,10 +46,11 @@ class ImportKind:
     change_kind: str
     # row (validated dict) + lookups → (key, after, op, amount) of one change request
     to_request: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any], str, float | None]]
-    cross_check: Callable[[dict[str, Any]], list[tuple[str, str]]] = field(default=lambda r: [])
+    cross_check: Callable[[dict[str, Any], dict[str, Any]], list[tuple[str, str]]] = field(
+        default=lambda r, lk: [])
 
 
-def _mm_le_im(r: dict[str, Any]) -> list[tuple[str, str]]:
+def _mm_le_im(r: dict[str, Any], lk: Any = None) -> list[tuple[str, str]]:
     if r.get("im_ratio") is not None and r.get("mm_ratio") is not None and r["mm_ratio"] > r["im_ratio"]:
         return [("mm_ratio", "the maintenance ratio must not exceed the initial ratio")]
     return []
@@ -100,7 +101,15 @@ KINDS: dict[str, ImportKind] = {
          Col("side", "choice", help="long or short", choices=("long", "short")),
          Col("im_ratio", "any_ratio", help="initial ratio (long 0–1; short from 1 up)"),
          Col("mm_ratio", "any_ratio", help="maintenance ratio, not above im_ratio")),
-        "client_margin_ratio", lambda r, lk: _client_ratio_request(r, lk), lambda r: _client_ratio_checks(r)),
+        "client_margin_ratio", lambda r, lk: _client_ratio_request(r, lk), lambda r, lk: _client_ratio_checks(r)),
+    "index-members": ImportKind(
+        "index-members", "Stock-index membership (decides each stock's level)",
+        (Col("index", "index", help="index code, e.g. HSI"), Col("code", "code", help="security code")),
+        "index_member",
+        lambda r, lk: ({"index_id": lk["indices"][r["index"]], "security_id": lk["sec"][r["code"]]}, {},
+                       "insert", None),
+        lambda r, lk: [("code", f"{r['code']} is already in {r['index']}")]
+        if (lk["indices"][r["index"]], lk["sec"][r["code"]]) in lk["index_members"] else []),
     "blacklist": ImportKind(
         "blacklist", "Blacklist (Credit / Asset Transfer)",
         (Col("account", "account", help="account code"),
@@ -126,7 +135,7 @@ KINDS: dict[str, ImportKind] = {
 }
 
 
-def _client_ratio_checks(r: dict[str, Any]) -> list[tuple[str, str]]:
+def _client_ratio_checks(r: dict[str, Any], lk: Any = None) -> list[tuple[str, str]]:
     out = _mm_le_im(r)
     if (r.get("account") is None) == (r.get("client_group") is None):
         out.append(("account", "give exactly one of account or client_group"))
@@ -260,6 +269,8 @@ def _lookups(store: Store) -> dict[str, Any]:
                                                       "client_margin_ratios")}
         client_groups: dict[str, int] = dict(conn.execute(text("select name, id from client_groups")).all())
         stock_groups: dict[str, int] = dict(conn.execute(text("select name, id from stock_groups")).all())
+        indices: dict[str, int] = dict(conn.execute(text("select code, id from indices")).all())
+        members = {tuple(r) for r in conn.execute(text("select index_id, security_id from index_members")).all()}
 
     def next_id(table: str) -> int:
         top[table] += 1
@@ -270,12 +281,15 @@ def _lookups(store: Store) -> dict[str, Any]:
 
     return {"sec": sec, "acct": acct, "ratio_ids": ratio_ids, "next_ratio_id": next_ratio_id,
             "next_id": next_id, "trading_limits": trading, "client_groups": client_groups,
-            "stock_groups": stock_groups}
+            "stock_groups": stock_groups, "indices": indices, "index_members": members}
 
 
 def _check(c: Col, v: Any, lk: dict[str, Any]) -> tuple[Any, str | None]:
     if v is None or (isinstance(v, str) and not v.strip()):
         return None, ("required value is missing" if c.required else None)
+    if c.kind == "index":
+        name = str(v).strip()
+        return name, (None if name in lk["indices"] else f"unknown index {name!r}")
     if c.kind in ("client_group", "stock_group"):
         name = str(v).strip()
         if name not in lk[c.kind + "s"]:
@@ -341,7 +355,7 @@ def validate_file(store: Store, kind: str, path: str | Path,
     valid: list[tuple[int, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], int] = {}
-    key_cols = [c.name for c in k.columns if c.kind in ("code", "account", "client_group", "stock_group")
+    key_cols = [c.name for c in k.columns if c.kind in ("code", "account", "client_group", "stock_group", "index")
                 or c.name in ("side", "limit_type", "tag")]
     for i, (rown, values) in enumerate(body):
         rec: dict[str, Any] = {}
@@ -354,7 +368,7 @@ def validate_file(store: Store, kind: str, path: str | Path,
                 bad = True
             rec[c.name] = val
         if not bad:
-            for col, msg in k.cross_check(rec):
+            for col, msg in k.cross_check(rec, lk):
                 errors.append({"row": rown, "column": col, "value": rec.get(col), "message": msg})
                 bad = True
         key = tuple(rec.get(c) for c in key_cols)

@@ -406,6 +406,15 @@ def _load_book(conn: Connection, kind: str, now: datetime) -> Book:
             mkt_index[r[3]] = len(markets)
             markets.append(r[3])
         sec_market[i] = mkt_index[r[3]]
+    level = np.array([r[7] for r in secs], np.int8)
+    members = _fetch(conn, "select m.security_id, min(i.level) from index_members m join indices i "
+                           "on i.id = m.index_id group by m.security_id")
+    if members or _fetch(conn, "select 1 from indices limit 1"):
+        # RISK_METHODS §4: the lowest level of any index that holds it; in no index: level 3
+        level[:] = 3
+        if members:
+            mi = np.searchsorted(sec_ids, np.array([m[0] for m in members], np.int64))
+            level[mi] = np.array([m[1] for m in members], np.int8)
     ratio = {k: np.full(n_sec, np.nan) for k in ("long_im", "long_mm", "short_im", "short_mm",
                                                   "intraday_im", "intraday_mm")}
     for (sid, kind_), (im, mm) in ratio_settings_in_force(_fetch(
@@ -472,7 +481,7 @@ def _load_book(conn: Connection, kind: str, now: datetime) -> Book:
         base_currency=base, currencies=currencies, fx=fx,
         sec_codes=[r[1] for r in secs], sec_names=[r[2] for r in secs],
         sec_currency=np.array([cur_index[r[4]] for r in secs], np.int16), markets=markets, sec_market=sec_market,
-        price=np.array([r[8] for r in secs], np.float64), level=np.array([r[7] for r in secs], np.int8),
+        price=np.array([r[8] for r in secs], np.float64), level=level,
         haircut=np.array([r[9] for r in secs], np.float64), suspended=np.array([bool(r[6]) for r in secs]),
         lot_size=np.array([r[5] for r in secs], np.int32),
         long_im=ratio["long_im"], long_mm=ratio["long_mm"], short_im=ratio["short_im"],

@@ -153,3 +153,19 @@ def test_client_margin_import_by_account_and_group_takes_priority_in_the_engine(
     e2 = MarginEngine(store.load_book())
     p2 = e2.positions_of(a)
     assert (p2["im_ratio"][0], p2["mm_ratio"][0], int(p2["source"][0])) == (im, mm, 0)  # client beats stock
+
+
+def test_index_members_import_sets_levels(store: Store, tmp_path: Path) -> None:
+    rita, sam = auth.User("rita", "Rita", "risk_officer"), auth.User("sam", "Sam", "supervisor")
+    book = store.load_book()
+    l3 = [c for c, lv, m in zip(book.sec_codes, book.level.tolist(), book.sec_market.tolist(), strict=True)
+          if lv == 3 and book.markets[m] == "HK"][:2]
+    p = tmp_path / "im.csv"
+    p.write_text(f"index,code\nHSI,{l3[0]}\nHSCI,{l3[1]}\nHSI,700.HK\nNOPE,{l3[0]}\n", encoding="utf-8")
+    rep = validate_file(store, "index-members", p)
+    assert [(e["row"], e["column"]) for e in rep.errors] == [(4, "code"), (5, "index")]
+    assert "already in HSI" in rep.errors[0]["message"]
+    for rid in apply_rows(store, rita, rep, "index rebalance").request_ids:
+        changes.approve(store, sam, rid)
+    after = store.load_book()
+    assert after.level[after.sec_index[l3[0]]] == 1 and after.level[after.sec_index[l3[1]]] == 2
