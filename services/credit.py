@@ -102,3 +102,58 @@ def blacklisted_accounts(store: Store, tag: str) -> set[str]:
             "select a.code from blacklist b join accounts a on a.client_id = b.client_id "
             "where b.enabled = :on and b.tag = :t"), {"t": tag, "on": True}).scalars()
         return set(rows)
+
+
+def create_credited_client(store: Store, user: Any, account: str, amount: float, reason: str) -> int:
+    """A change request granting a first financing limit; a client already credited is refused."""
+    from services import changes
+
+    if not amount > 0:
+        raise changes.ChangeError(f"a financing limit must be > 0, got {amount:g}")
+    with store.begin() as conn:
+        row = conn.execute(text("select a.id, a.type, a.closed, f.amount from accounts a left join financing_limits f "
+                                "on f.account_id = a.id where a.code = :c"), {"c": account}).first()
+    if row is None:
+        raise changes.ChangeError(f"unknown account {account!r}")
+    if row.type == "cash" or row.closed:
+        raise changes.ChangeError(f"{account} is a {'closed' if row.closed else 'cash'} account: it cannot be credited")
+    if row.amount is not None and row.amount > 0:
+        raise changes.ChangeError(f"{account} is already credited (limit {row.amount:,.2f}); adjust its limit instead")
+    op = "update" if row.amount is not None else "insert"
+    return changes.submit(store, user, "financing_limit", {"account_id": int(row.id)}, {"amount": float(amount)},
+                          reason, op=op, amount=float(amount), context={"account": account, "new_client": True})
+
+
+def delete_closed_limits(store: Store, user: Any, reason: str) -> list[int]:
+    """Change requests removing the limits of closed accounts (they still count toward company totals)."""
+    from services import changes
+
+    with store.begin() as conn:
+        ids = [r[0] for r in conn.execute(text(
+            "select f.account_id from financing_limits f join accounts a on a.id = f.account_id "
+            "where a.closed = :t"), {"t": True})]
+    return [changes.submit(store, user, "financing_limit", {"account_id": i}, {}, reason, op="delete")
+            for i in ids]
+
+
+def limit_history(store: Store, account: str | None = None, start: Any = None, end: Any = None
+                  ) -> list[dict[str, Any]]:
+    """Credit snapshots: every applied financing-limit change (who, when, before, after, request)."""
+    import json
+
+    from services import audit
+
+    with store.begin() as conn:
+        ids = {r[0]: r[1] for r in conn.execute(text("select id, code from accounts"))}
+    out = []
+    for r in reversed(audit.rows(store, start, end, entity="financing_limits")):
+        if r["action"] != "apply":
+            continue
+        key = json.loads(r["entity_key"] or "{}")
+        code = ids.get(key.get("account_id"))
+        if account is not None and code != account:
+            continue
+        before, after = json.loads(r["before"] or "{}"), json.loads(r["after"] or "{}")
+        out.append({"ts": r["ts"], "account": code, "by": r["actor"], "request_id": r["request_id"],
+                    "before": before.get("amount"), "after": after.get("amount")})
+    return out

@@ -77,3 +77,27 @@ def test_credit_tables_are_protected_on_postgres(pg_url: str) -> None:
             conn.execute(text(sql))
     app.dispose()
     owner.dispose()
+
+
+def test_create_credited_client_history_and_closed_accounts(sqlite_url: str) -> None:
+    st = _store(sqlite_url)
+    rita, sam = auth.User("rita", "R", "risk_officer"), auth.User("sam", "S", "supervisor")
+    from services import credit
+
+    with pytest.raises(changes.ChangeError, match="already credited"):
+        credit.create_credited_client(st, rita, "M1", 100_000, "new")
+    with st.begin() as conn:
+        conn.execute(text("delete from financing_limits where account_id = 3"))
+    rid = credit.create_credited_client(st, rita, "M3", 200_000, "new margin client")
+    changes.approve(st, sam, rid)
+    assert st.load_book().financing_limit.tolist() == [50_000.0, 100_000.0, 200_000.0]
+    rid = changes.submit(st, rita, "financing_limit", {"account_id": 1}, {"amount": 80_000.0}, "raise")
+    changes.approve(st, sam, rid)
+    hist = credit.limit_history(st, "M1")
+    assert [(h["before"], h["after"], h["by"]) for h in hist] == [(50_000.0, 80_000.0, "rita")]
+    assert [h["account"] for h in credit.limit_history(st)] == ["M3", "M1"]
+    with st.begin() as conn:
+        conn.execute(text("update accounts set closed = 1 where id = 2"))
+    (rid,) = credit.delete_closed_limits(st, rita, "closed accounts clean-up")
+    changes.approve(st, sam, rid)
+    assert st.load_book().financing_limit.tolist() == [80_000.0, 0.0, 200_000.0]
