@@ -8,6 +8,7 @@ the effective time for it to apply.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,22 +35,36 @@ class SettingRecord:
     state: str  # derived: pending, in force, superseded, expired, revoked
 
 
-def _validate(table: str, im: float, mm: float) -> None:
+def setting_problem(table: str, im: float, mm: float, effective: datetime | None = None,
+                    expires: datetime | None = None) -> str | None:
+    """Why a setting may not be proposed, or None: the one rule set for the service and the editor."""
     if table not in TABLES:
-        raise changes.ChangeError(f"unknown ratio table {table!r}: one of {', '.join(TABLES)}")
-    lo, hi = (1.0, None) if table == "short" else (0.0, 1.0)
-    for name, v in (("im_ratio", im), ("mm_ratio", mm)):
-        if v < lo or (hi is not None and v > hi):
-            span = "from 1 up (e.g. 1.5)" if table == "short" else "between 0 and 1"
-            raise changes.ChangeError(f"{name} must be {span}, got {v:g}")
+        return f"unknown ratio table {table!r}: one of {', '.join(TABLES)}"
+    for name, v in (("IM", im), ("MM", mm)):
+        if not math.isfinite(v):
+            return f"{name} must be a finite number"
+        if table == "short" and v < 1.0:
+            return f"short-sell {name} must be from 1 up (e.g. 1.5), got {v:g}"
+        if table != "short" and not 0.0 <= v <= 1.0:
+            return f"{table} {name} must be between 0 and 1, got {v:g}"
     if mm > im:
-        raise changes.ChangeError("the maintenance ratio must not exceed the initial ratio")
+        return f"MM ({mm:g}) must not exceed IM ({im:g}): the maintenance ratio must not exceed the initial ratio"
+    if expires is not None and expires <= (effective or datetime.now(UTC)):
+        return "the expiry must be after the effective time"
+    return None
+
+
+def security_codes(store: Store) -> list[str]:
+    with store.begin() as conn:
+        return [str(c) for (c,) in conn.execute(text("select code from securities order by code"))]
 
 
 def propose(store: Store, user: User, code: str, table: str, im: float, mm: float, reason: str,
             effective_from: datetime | None = None, expires_at: datetime | None = None) -> int:
     """A new setting record (a change request); in force from `effective_from` (default: approval)."""
-    _validate(table, im, mm)
+    problem = setting_problem(table, im, mm, effective_from, expires_at)
+    if problem:
+        raise changes.ChangeError(problem)
     with store.begin() as conn:
         sid = conn.execute(text("select id from securities where code = :c"), {"c": code}).scalar()
         if sid is None:

@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy import text
 
 from services import changes, ratio_settings
 from services.auth import User, permitted
@@ -82,15 +81,9 @@ def validate_setting(table: str, code: str, im_text: str, mm_text: str, codes: s
         return None, "The ratios must be numbers, e.g. 0.5 (or 1.5 for short-sell)."
     if not (math.isfinite(im) and math.isfinite(mm)):
         return None, "The ratios must be finite numbers."
-    for name, v in (("IM", im), ("MM", mm)):
-        if table == "short" and v < 1:
-            return None, f"Short-sell {name} must be from 1 up (e.g. 1.5), got {v:g}."
-        if table != "short" and not 0 <= v <= 1:
-            return None, f"{dict(TABLES)[table]} {name} must be between 0 and 1, got {v:g}."
-    if mm > im:
-        return None, f"MM ({mm:g}) must not exceed IM ({im:g})."
-    if expires is not None and expires <= (effective or datetime.now(UTC)):
-        return None, "The expiry must be after the effective time."
+    problem = ratio_settings.setting_problem(table, im, mm, effective, expires)
+    if problem:
+        return None, problem[0].upper() + problem[1:] + "."
     return (code, im, mm), ""
 
 
@@ -117,8 +110,7 @@ def load_margin_settings(store: Store, user: User) -> MarginSettingsSnapshot:
             new_requests.setdefault((str(ctx.get("code")), str(ctx.get("table"))), req.id)
         elif "id" in req.target_key:
             on_record.setdefault(int(req.target_key["id"]), req.id)
-    with store.begin() as conn:
-        codes = [str(c) for (c,) in conn.execute(text("select code from securities order by code"))]
+    codes = ratio_settings.security_codes(store)
     rows = []
     for r in recs:
         rid = on_record.get(r.id)
