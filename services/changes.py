@@ -37,7 +37,8 @@ KIND_TABLES = {
     "approval_flow": "approval_flows", "credit_group": "credit_groups",
     "credit_group_member": "credit_group_members", "company_limit": "company_limits", "blacklist": "blacklist",
     "client_trading_limit": "client_trading_limits", "short_sell_rule": "short_sell_rules",
-    "index_member": "index_members",
+    "index_member": "index_members", "client_group_member": "client_group_members",
+    "stock_group_member": "stock_group_members",
 }
 
 
