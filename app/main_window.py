@@ -24,14 +24,16 @@ from widgets.credit_dock import CreditDock
 from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
 from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
+from widgets.lists_dock import ListsDock
 from widgets.margin_settings_dock import MarginSettingsDock
 from widgets.margin_table_dock import MarginTableDock
 from widgets.parameters_dock import ParametersDock
+from widgets.short_sell_dock import ShortSellDock
 
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 4  # 2: approvals, parameters, audit; 3: credit; 4: margin requirements
+WINDOW_STATE_VERSION = 5  # 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -82,6 +84,8 @@ class MainWindow(QMainWindow):
         self.audit = AuditDock()
         self.credit = CreditDock()
         self.margin_settings = MarginSettingsDock()
+        self.short_sell = ShortSellDock()
+        self.lists = ListsDock()
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
         self.login_dialog: Any = None
@@ -95,12 +99,15 @@ class MainWindow(QMainWindow):
                 (self.parameters, "Risk parameters", "risk_parameters", Area.BottomDockWidgetArea),
                 (self.audit, "Audit trail", "audit_trail", Area.BottomDockWidgetArea),
                 (self.credit, "Credit", "credit", Area.BottomDockWidgetArea),
-                (self.margin_settings, "Margin requirements", "margin_requirements", Area.BottomDockWidgetArea)):
+                (self.margin_settings, "Margin requirements", "margin_requirements", Area.BottomDockWidgetArea),
+                (self.short_sell, "Short-sell status", "short_sell", Area.BottomDockWidgetArea),
+                (self.lists, "Lists and groups", "lists", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
-        self.approvals.requests_changed.connect(lambda _full: self.margin_settings.refresh())
+        for editor in (self.margin_settings, self.short_sell, self.lists):
+            self.approvals.requests_changed.connect(lambda _full, e=editor: e.refresh())
         self._build_menus()
         self._build_status_bar()
         self.alerts.account_selected.connect(self.drilldown.show_account)
@@ -147,7 +154,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
-        for name in ("approvals", "risk_parameters", "margin_requirements", "credit", "audit_trail"):
+        for name in ("approvals", "risk_parameters", "margin_requirements", "short_sell", "credit", "lists",
+                     "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
         if not self._audit_allowed():
@@ -171,6 +179,8 @@ class MainWindow(QMainWindow):
         self.approvals.start_listening()
         self.parameters.set_context(store, user, tasks)
         self.margin_settings.set_context(store, user, tasks)
+        self.short_sell.set_context(store, user, tasks)
+        self.lists.set_context(store, user, tasks)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
         # pending requests past their time expire (also checked by every decision); the sweep
@@ -299,5 +309,5 @@ class MainWindow(QMainWindow):
         if getattr(self, "_expiry_timer", None) is not None:
             self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
-                  self.audit, self.credit, self.margin_settings):
+                  self.audit, self.credit, self.margin_settings, self.short_sell, self.lists):
             w.stop()
