@@ -149,11 +149,12 @@ def load_lists(store: Store, user: User) -> ListsSnapshot:
                 rows[mid] = {**row(mid), "member": False}
             rows[mid]["pending_id"] = req.id
             rows[mid]["pending"] = f"request #{req.id} pending ({'add' if req.op == 'insert' else 'remove'})"
-        snap.members[gk] = {gid: sorted(rows.values(), key=lambda r: r["code"]) for gid, rows in by_group.items()}
+        snap.members[gk] = {gid: sorted(members.values(), key=lambda r: r["code"])
+                            for gid, members in by_group.items()}
         for g in groups[gk]:
-            rows = snap.members[gk].get(int(g["id"]), [])
-            g["members"] = sum(1 for r in rows if r["member"])
-            n = sum(1 for r in rows if r["pending_id"])
+            listed = snap.members[gk].get(int(g["id"]), [])
+            g["members"] = sum(1 for r in listed if r["member"])
+            n = sum(1 for r in listed if r["pending_id"])
             g["pending"] = f"{n} pending" if n else ""
         snap.groups[gk] = groups[gk]
         snap.may_request[kind] = permitted(store, user, "request", kind)

@@ -410,7 +410,8 @@ class ShortSellDock(QWidget):
 
     def history_events(self) -> list[str]:
         """The shown history's events, newest first (tests, status bar)."""
-        return [str(self.history_model.record_at(r)["event"]) for r in range(self.history_model.rowCount())]
+        records = (self.history_model.record_at(r) for r in range(self.history_model.rowCount()))
+        return [str(rec["event"]) for rec in records if rec is not None]
 
     # ------------------------------------------------------------------ the form
     def _edited(self) -> None:
