@@ -85,6 +85,11 @@ class LiveMonitor:
         self.stats = FeedStats()
         self.feed_address = feed_address
         self.position_alerts: deque[PositionAlert] = deque(maxlen=500)
+        # automatic credit (services/auto_credit.py): requests submitted, and accounts skipped
+        # because their client is blacklisted for Credit (they need a manual request)
+        self.auto_credit_requests: deque[int] = deque(maxlen=500)
+        self.auto_credit_skipped: deque[str] = deque(maxlen=500)
+        self._credit_blacklist: set[str] = set()
         self.recalc_count = 0
         self.last_recalc = clock()
         self._changed = np.zeros(book.n_acct, bool)
@@ -113,6 +118,16 @@ class LiveMonitor:
 
     def _init_book_state(self, book: Book) -> None:
         now = self.clock()
+        self.auto_credit = bool(book.parameter("auto_credit_enabled")) and self.store is not None \
+            and book.acct_ids is not None
+        if self.auto_credit:
+            from services.credit import blacklisted_accounts
+
+            assert self.store is not None
+            try:
+                self._credit_blacklist = blacklisted_accounts(self.store, "Credit")
+            except Exception:  # an older store without the lists: no blacklist to honour
+                self._credit_blacklist = set()
         self.price_ts = np.full(book.n_sec, now)
         self.stale_after = book.parameter("stale_after_seconds") or 5.0
         self.market_open = book.parameter("market_open_hhmm")
@@ -213,6 +228,7 @@ class LiveMonitor:
                 fx.extend(m.items)
         now = self.clock()
         events: list[CallEvent] = []
+        credit_candidates: list[np.ndarray] = []
         with self.lock:
             touched: list[np.ndarray] = []
             if px_codes:
@@ -244,10 +260,13 @@ class LiveMonitor:
                     self.stats.drop(f"cash: {len(crow) - len(cgood)} item(s) with unknown account or currency")
                 if cgood:
                     arr = np.array(cgood, np.float64)
-                    d = self.engine.apply_cash(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
+                    ca, cc = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
+                    deposits = ca[arr[:, 2] > b.cash[ca, cc]]
+                    d = self.engine.apply_cash(ca, cc, arr[:, 2])
                     touched.append(d.accounts)
+                    credit_candidates.append(deposits)
             if pos:
-                touched.append(self._apply_positions(pos, now))
+                touched.append(self._apply_positions(pos, now, credit_candidates))
             if touched:
                 acc = np.unique(np.concatenate(touched)) if len(touched) > 1 else touched[0]
                 self._changed[acc] = True
@@ -262,9 +281,28 @@ class LiveMonitor:
                     self._batches_since_full = 0
             self.history.maybe_sample(self.engine, now)
             self._flush_amounts(now)
+            if self.auto_credit and credit_candidates:
+                self._propose_credit(np.concatenate(credit_candidates))
         self._handle_events(events)
 
-    def _apply_positions(self, items: list[list[Any]], now: float) -> np.ndarray:
+    def _propose_credit(self, accounts: np.ndarray) -> None:
+        """A deposit or transfer in: evaluate the automatic-credit rule now, submit in the writer."""
+        from services import auto_credit
+
+        if accounts.size == 0:
+            return
+        b = self.engine.book
+        proposals, skipped = auto_credit.evaluate(self.engine, accounts, b.parameter("auto_credit_share"),
+                                                  b.parameter("auto_credit_cap"), self._credit_blacklist)
+        self.auto_credit_skipped.extend(skipped)
+        if proposals and self._repo is not None:
+            if self._writer is None:
+                self._safe_write(("auto_credit", proposals))
+            else:
+                self._writer_q.put(("auto_credit", proposals))
+
+    def _apply_positions(self, items: list[list[Any]], now: float, credit_candidates: list[np.ndarray]
+                         ) -> np.ndarray:
         b = self.engine.book
         rows = [(b.acct_index.get(a, -1), b.sec_index.get(c, -1), q) for a, c, q in items]
         good = [r for r in rows if r[0] >= 0 and r[1] >= 0]
@@ -277,6 +315,7 @@ class LiveMonitor:
         old_rows = self.engine.find_positions(a, s)
         old_q = np.where(old_rows >= 0, b.pos_qty[np.maximum(old_rows, 0)], 0.0)
         d, new = self.engine.apply_positions(a, s, q)
+        credit_candidates.append(a[q > np.maximum(old_q, 0.0)])  # stock transferred in
         big = (~new) & (np.abs(q - old_q) > 0.5 * np.abs(old_q))
         for i in np.flatnonzero(new | big).tolist():
             self.position_alerts.append(PositionAlert(
@@ -312,6 +351,10 @@ class LiveMonitor:
         try:
             if item[0] == "events":
                 self._repo.write(item[1])
+            elif item[0] == "auto_credit":
+                from services import auto_credit
+
+                self.auto_credit_requests.extend(auto_credit.submit(self._repo.store, self.engine, item[1]))
             else:
                 self._repo.write_amounts(*item[1])
         except Exception as e:  # the store may be briefly unreachable; the next events carry on

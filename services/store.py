@@ -30,6 +30,9 @@ EXTRA_PARAMETERS: dict[str, tuple[float, str]] = {
     "market_close_hhmm": (1600.0, "trading hours end (local time, HHMM)"),
     "change_request_expiry_hours": (72.0, "a pending change request expires after this many hours"),
     "session_lock_minutes": (15.0, "the workstation locks after this many idle minutes"),
+    "auto_credit_enabled": (0.0, "1: a deposit or stock transfer into a margin account proposes a limit"),
+    "auto_credit_share": (0.5, "automatic credit: share of the account's marginable collateral value"),
+    "auto_credit_cap": (1_000_000.0, "automatic credit: largest limit proposed automatically (HKD)"),
 }
 PARAMETER_DESCRIPTIONS = {
     "force_call_factor": "FC = factor × MM (RISK_METHODS §1)",
