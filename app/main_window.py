@@ -88,6 +88,8 @@ class MainWindow(QMainWindow):
         self.lists = ListsDock()
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
+        self._governance: tuple[Any, Any, Any] | None = None  # (store, user, tasks) after login
+        self.import_dialog: Any = None
         self.login_dialog: Any = None
         self.docks: dict[str, QDockWidget] = {}
         for widget, title, name, area in (
@@ -175,6 +177,8 @@ class MainWindow(QMainWindow):
     def attach_governance(self, store: Any, user: Any, tasks: Any) -> None:
         """After login: approvals, parameter editor and (auditors) the audit trail for this user."""
         self.user = user
+        self._governance = (store, user, tasks)
+        self.import_action.setEnabled(True)
         self.approvals.set_context(store, user, tasks)
         self.approvals.start_listening()
         self.parameters.set_context(store, user, tasks)
@@ -199,6 +203,19 @@ class MainWindow(QMainWindow):
             audit_dock.hide()
             audit_dock.toggleViewAction().setEnabled(False)
             audit_dock.toggleViewAction().setVisible(False)
+
+    def open_import(self) -> Any:
+        """The bulk import dialog (template, upload, row report, submit as change requests); non-modal."""
+        if self._governance is None:
+            return None
+        from widgets.import_dialog import ImportDialog
+
+        store, user, tasks = self._governance
+        dialog = ImportDialog(store, user, tasks, parent=self)
+        dialog.submitted.connect(lambda _ids: self.approvals.refresh())
+        dialog.show()
+        self.import_dialog = dialog
+        return dialog
 
     def _show_pending_count(self, n: int) -> None:
         self.docks["approvals"].setWindowTitle(f"Approvals ({n})" if n else "Approvals")
@@ -236,6 +253,10 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ menus and status
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        self.import_action = self._action("&Import from Excel…", self.open_import, QKeySequence("Ctrl+I"))
+        self.import_action.setEnabled(False)  # after login
+        file_menu.addAction(self.import_action)
+        file_menu.addSeparator()
         file_menu.addAction(self._action("&Quit", self.close, QKeySequence(QKeySequence.StandardKey.Quit)))
         self.menuBar().insertMenu(self.view_menu.menuAction(), file_menu)
         self.view_menu.addSeparator()
