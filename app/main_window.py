@@ -20,6 +20,7 @@ from app.qt_app import APP_NAME, ORG_NAME
 from widgets.alerts_dock import AlertsDock
 from widgets.approvals_dock import ApprovalsDock
 from widgets.audit_dock import AuditDock
+from widgets.client_margin_dock import ClientMarginDock
 from widgets.credit_dock import CreditDock
 from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
@@ -33,7 +34,7 @@ from widgets.short_sell_dock import ShortSellDock
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 5  # 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
+WINDOW_STATE_VERSION = 6  # 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -86,6 +87,7 @@ class MainWindow(QMainWindow):
         self.margin_settings = MarginSettingsDock()
         self.short_sell = ShortSellDock()
         self.lists = ListsDock()
+        self.client_margin = ClientMarginDock()
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
         self._governance: tuple[Any, Any, Any] | None = None  # (store, user, tasks) after login
@@ -103,12 +105,13 @@ class MainWindow(QMainWindow):
                 (self.credit, "Credit", "credit", Area.BottomDockWidgetArea),
                 (self.margin_settings, "Margin requirements", "margin_requirements", Area.BottomDockWidgetArea),
                 (self.short_sell, "Short-sell status", "short_sell", Area.BottomDockWidgetArea),
-                (self.lists, "Lists and groups", "lists", Area.BottomDockWidgetArea)):
+                (self.lists, "Lists and groups", "lists", Area.BottomDockWidgetArea),
+                (self.client_margin, "Client margin", "client_margin", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
-        for editor in (self.margin_settings, self.short_sell, self.lists):
+        for editor in (self.margin_settings, self.short_sell, self.lists, self.client_margin):
             self.approvals.requests_changed.connect(lambda _full, e=editor: e.refresh())
         self._build_menus()
         self._build_status_bar()
@@ -156,8 +159,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
-        for name in ("approvals", "risk_parameters", "margin_requirements", "short_sell", "credit", "lists",
-                     "audit_trail"):
+        for name in ("approvals", "risk_parameters", "margin_requirements", "client_margin", "short_sell", "credit",
+                     "lists", "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
         if not self._audit_allowed():
@@ -185,6 +188,7 @@ class MainWindow(QMainWindow):
         self.margin_settings.set_context(store, user, tasks)
         self.short_sell.set_context(store, user, tasks)
         self.lists.set_context(store, user, tasks)
+        self.client_margin.set_context(store, user, tasks)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
         # pending requests past their time expire (also checked by every decision); the sweep
@@ -330,5 +334,6 @@ class MainWindow(QMainWindow):
         if getattr(self, "_expiry_timer", None) is not None:
             self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
-                  self.audit, self.credit, self.margin_settings, self.short_sell, self.lists):
+                  self.audit, self.credit, self.margin_settings, self.short_sell, self.lists,
+                  self.client_margin):
             w.stop()

@@ -158,9 +158,9 @@ def load_client_margin(store: Store, user: User) -> ClientMarginSnapshot:
     with store.begin() as conn:
         acct = {r[0]: (r[1], r[2]) for r in conn.execute(text(
             "select a.id, a.code, c.code from accounts a join clients c on c.id = a.client_id"))}
-        cgrp = dict(conn.execute(text("select id, name from client_groups")).all())
-        secs = dict(conn.execute(text("select id, code from securities")).all())
-        sgrp = dict(conn.execute(text("select id, name from stock_groups")).all())
+        cgrp: dict[int, str] = dict(conn.execute(text("select id, name from client_groups")).all())
+        secs: dict[int, str] = dict(conn.execute(text("select id, code from securities")).all())
+        sgrp: dict[int, str] = dict(conn.execute(text("select id, name from stock_groups")).all())
         raw = [dict(r._mapping) for r in conn.execute(text(f"select * from {TABLE} order by id"))]
     pending_upd: dict[int, int] = {}
     inserts: list[tuple[int, dict[str, Any]]] = []
@@ -174,9 +174,9 @@ def load_client_margin(store: Store, user: User) -> ClientMarginSnapshot:
 
     def describe(r: dict[str, Any], req_id: int | None, new: bool) -> dict[str, Any]:
         a = acct.get(r.get("account_id")) if r.get("account_id") is not None else None
-        subject = a[0] if a else f"group: {cgrp.get(r.get('client_group_id'), '?')}"
+        subject = a[0] if a else f"group: {cgrp.get(int(r.get('client_group_id') or 0), '?')}"
         target = (secs.get(r["security_id"], "?") if r.get("security_id") is not None
-                  else f"stock group: {sgrp.get(r.get('stock_group_id'), '?')}")
+                  else f"stock group: {sgrp.get(int(r.get('stock_group_id') or 0), '?')}")
         return {"id": int(r["id"]), "subject": subject, "client": a[1] if a else "", "target": target,
                 "subject_key": ("a", r.get("account_id")) if a else ("g", r.get("client_group_id")),
                 "side": r.get("side") or "long", "im": float(r["im_ratio"]), "mm": float(r["mm_ratio"]),
@@ -264,12 +264,12 @@ class ClientMarginDock(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.setMinimumWidth(220)
         self.search.setMaximumWidth(260)
-        self.search.textChanged.connect(lambda _t: self.model.refilter())
+        self.search.textChanged.connect(lambda _t: self._refilter())
         bar.addWidget(self.search)
         self.filter_combo = QComboBox()
         for _, label in FILTERS:
             self.filter_combo.addItem(label)
-        self.filter_combo.currentIndexChanged.connect(lambda _i: self.model.refilter())
+        self.filter_combo.currentIndexChanged.connect(lambda _i: self._refilter())
         bar.addWidget(self.filter_combo)
         bar.addStretch(1)
         self.status = QLabel("")
@@ -280,7 +280,7 @@ class ClientMarginDock(QWidget):
         bar.addWidget(self.refresh_button)
         lay.addLayout(bar)
 
-        self.model = RecordTableModel(_fields(), self)
+        self.model: RecordTableModel = RecordTableModel(_fields(), self)
         self.model.row_background = self._row_background
         self.model.set_filter(self._visible)
         self.view = make_table(self.model)
@@ -391,6 +391,9 @@ class ClientMarginDock(QWidget):
         return form
 
     # ------------------------------------------------------------------ wiring
+    def _refilter(self) -> None:
+        self.model.refilter()
+
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
         self.refresh()
