@@ -25,16 +25,18 @@ from widgets.credit_dock import CreditDock
 from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
 from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
+from widgets.haircuts_dock import HaircutsDock
 from widgets.lists_dock import ListsDock
 from widgets.margin_settings_dock import MarginSettingsDock
 from widgets.margin_table_dock import MarginTableDock
 from widgets.parameters_dock import ParametersDock
 from widgets.short_sell_dock import ShortSellDock
+from widgets.trading_limits_dock import TradingLimitsDock
 
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 6  # 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
+WINDOW_STATE_VERSION = 7  # 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -88,6 +90,8 @@ class MainWindow(QMainWindow):
         self.short_sell = ShortSellDock()
         self.lists = ListsDock()
         self.client_margin = ClientMarginDock()
+        self.haircuts = HaircutsDock()
+        self.trading_limits = TradingLimitsDock()
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
         self._governance: tuple[Any, Any, Any] | None = None  # (store, user, tasks) after login
@@ -106,12 +110,15 @@ class MainWindow(QMainWindow):
                 (self.margin_settings, "Margin requirements", "margin_requirements", Area.BottomDockWidgetArea),
                 (self.short_sell, "Short-sell status", "short_sell", Area.BottomDockWidgetArea),
                 (self.lists, "Lists and groups", "lists", Area.BottomDockWidgetArea),
-                (self.client_margin, "Client margin", "client_margin", Area.BottomDockWidgetArea)):
+                (self.client_margin, "Client margin", "client_margin", Area.BottomDockWidgetArea),
+                (self.haircuts, "Haircuts", "haircuts", Area.BottomDockWidgetArea),
+                (self.trading_limits, "Trading limits", "trading_limits", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
-        for editor in (self.margin_settings, self.short_sell, self.lists, self.client_margin):
+        for editor in (self.margin_settings, self.short_sell, self.lists, self.client_margin, self.haircuts,
+                       self.trading_limits):
             self.approvals.requests_changed.connect(lambda _full, e=editor: e.refresh())
         self._build_menus()
         self._build_status_bar()
@@ -159,8 +166,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
-        for name in ("approvals", "risk_parameters", "margin_requirements", "client_margin", "short_sell", "credit",
-                     "lists", "audit_trail"):
+        for name in ("approvals", "risk_parameters", "margin_requirements", "client_margin", "haircuts",
+                     "short_sell", "credit", "trading_limits", "lists", "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
         if not self._audit_allowed():
@@ -189,6 +196,8 @@ class MainWindow(QMainWindow):
         self.short_sell.set_context(store, user, tasks)
         self.lists.set_context(store, user, tasks)
         self.client_margin.set_context(store, user, tasks)
+        self.haircuts.set_context(store, user, tasks)
+        self.trading_limits.set_context(store, user, tasks)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
         # pending requests past their time expire (also checked by every decision); the sweep
@@ -335,5 +344,5 @@ class MainWindow(QMainWindow):
             self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
                   self.audit, self.credit, self.margin_settings, self.short_sell, self.lists,
-                  self.client_margin):
+                  self.client_margin, self.haircuts, self.trading_limits):
             w.stop()

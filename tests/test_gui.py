@@ -30,7 +30,8 @@ from widgets.array_model import ArrayTableModel, Column, number_column
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCK_NAMES = {"margin_alerts", "client_drilldown", "margin_table", "feed", "approvals", "risk_parameters",
-              "audit_trail", "credit", "margin_requirements", "short_sell", "lists", "client_margin"}
+              "audit_trail", "credit", "margin_requirements", "short_sell", "lists", "client_margin", "haircuts",
+              "trading_limits"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,7 +80,8 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     assert {d.objectName() for d in w.docks.values()} == DOCK_NAMES
     toggles = {a.text(): a for a in w.view_menu.actions() if a.isCheckable()}
     assert set(toggles) == {"Margin alerts", "Client drill-down", "Margin table", "Feed", "Approvals",
-                            "Risk parameters", "Audit trail", "Credit", "Margin requirements", "Short-sell status", "Lists and groups", "Client margin"}
+                            "Risk parameters", "Audit trail", "Credit", "Margin requirements", "Short-sell status", "Lists and groups", "Client margin", "Haircuts",
+                            "Trading limits"}
     toggles["Feed"].trigger()
     assert w.docks["feed"].isHidden()
     toggles["Feed"].trigger()
