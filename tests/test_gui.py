@@ -36,11 +36,14 @@ DOCK_NAMES = {"margin_alerts", "client_drilldown", "margin_table", "feed", "appr
 
 @pytest.fixture(scope="session", autouse=True)
 def _qapp_styled() -> Iterator[None]:
-    """The app's own factory (style, palette); its global exception hooks are undone afterwards."""
+    """The app's own factory (style, palette); its process-wide settings (exception hooks, GIL
+    switch interval) are undone afterwards so later test modules run as they would alone."""
     hooks = sys.excepthook, threading.excepthook
+    interval = sys.getswitchinterval()
     create_qapp()
     yield
     sys.excepthook, threading.excepthook = hooks
+    sys.setswitchinterval(interval)
 
 
 @pytest.fixture(autouse=True)
