@@ -8,8 +8,6 @@ pending; 1 approved, 2 rejected, 7 cancelled). Every thread a test starts is sto
 
 from __future__ import annotations
 
-import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +18,12 @@ from PySide6.QtCore import Qt
 from sqlalchemy import text
 
 from app.dialogs import DialogService, set_dialogs
-from app.qt_app import create_qapp
 from app.tasks import TaskRunner
 from services import audit, changes
 from services.auth import User
 from services.demo_store import DEMO_USERS, seed_demo_store
 from services.store import Store
+from tests.gui_fixtures import _qapp_styled, runner, store  # noqa: F401 (fixtures)
 from widgets.approvals_dock import ApprovalsDock
 from widgets.audit_dock import AuditDock
 from widgets.change_dialog import ChangeRequestDialog
@@ -38,14 +36,6 @@ WAIT = 5000  # ms: generous ceilings; the waits end as soon as the condition hol
 
 
 # ---------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", autouse=True)
-def _qapp_styled() -> Iterator[None]:
-    hooks = sys.excepthook, threading.excepthook
-    create_qapp()
-    yield
-    sys.excepthook, threading.excepthook = hooks
-
-
 @pytest.fixture(autouse=True)
 def _no_leftover_threads() -> Iterator[None]:
     before = {t.ident for t in threading.enumerate()}
@@ -74,22 +64,6 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     seed_demo_store(st, clients=100)
     st.dispose()  # the last connection checkpoints the WAL into the file
     return path
-
-
-@pytest.fixture
-def store(demo_template: Path, tmp_path: Path) -> Iterator[Store]:
-    path = tmp_path / "store.db"
-    shutil.copy(demo_template, path)
-    st = Store(f"sqlite:///{path}")
-    yield st
-    st.dispose()
-
-
-@pytest.fixture
-def runner(qtbot: Any) -> Iterator[TaskRunner]:
-    r = TaskRunner()
-    yield r
-    assert r.shutdown(5.0)
 
 
 def _approvals(qtbot: Any, store: Store, user: str, runner: TaskRunner) -> ApprovalsDock:

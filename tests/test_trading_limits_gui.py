@@ -7,9 +7,6 @@ No sleeps: every wait is on a signal; the task runner is shut down after each te
 
 from __future__ import annotations
 
-import shutil
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,59 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from app.qt_app import create_qapp
 from app.tasks import TaskRunner
 from services import changes
 from services.auth import User
-from services.demo_store import seed_demo_store
 from services.store import Store
+from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
 from widgets.trading_limits_dock import TradingLimitsDock, validate_limit
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
 WAIT = 5000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _qapp_styled() -> Iterator[None]:
-    hooks = sys.excepthook, threading.excepthook
-    create_qapp()
-    yield
-    sys.excepthook, threading.excepthook = hooks
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_threads() -> Iterator[None]:
-    before = {t.ident for t in threading.enumerate()}
-    yield
-    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()
-            and not isinstance(t, threading._DummyThread)]
-    assert left == []
-
-
-@pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("trading_limits") / "demo.db"
-    st = Store(f"sqlite:///{path}")
-    st.migrate()
-    seed_demo_store(st, clients=100)
-    st.dispose()
-    return path
-
-
-@pytest.fixture
-def store(demo_template: Path, tmp_path: Path) -> Iterator[Store]:
-    path = tmp_path / "store.db"
-    shutil.copy(demo_template, path)
-    st = Store(f"sqlite:///{path}")
-    yield st
-    st.dispose()
-
-
-@pytest.fixture
-def runner(qtbot: Any) -> Iterator[TaskRunner]:
-    r = TaskRunner()
-    yield r
-    assert r.shutdown(5.0)
 
 
 @pytest.fixture
