@@ -114,7 +114,11 @@ class LiveMonitor:
             assert store is not None
             self._repo = CallRepository(store, book.acct_ids)
             self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())})
-        self._handle_events(self.tracker.update(self.engine, np.arange(book.n_acct), clock()))
+        # the first recalculation can open thousands of calls: they wait in the writer's queue and are
+        # stored once `start()` runs the writer, instead of blocking construction on the database
+        first = self.tracker.update(self.engine, np.arange(book.n_acct), clock())
+        if first and self._repo is not None:
+            self._writer_q.put(("events", first))
 
     def _init_book_state(self, book: Book) -> None:
         now = self.clock()
@@ -344,6 +348,9 @@ class LiveMonitor:
             item = self._writer_q.get()
             if item[0] == "stop":
                 return
+            if item[0] == "flush":
+                item[1].set()
+                continue
             self._safe_write(item)
 
     def _safe_write(self, item: tuple[str, Any]) -> None:
@@ -361,16 +368,13 @@ class LiveMonitor:
             log.exception("writing margin-call events failed")
             self.writer_errors.append(f"{time.strftime('%H:%M:%S')} {e}")
 
-    def flush_writes(self, timeout: float = 10.0) -> None:
+    def flush_writes(self, timeout: float = 10.0) -> bool:
         """Wait until the writer has stored everything queued so far (tests, shutdown)."""
-        done = threading.Event()
         if self._writer is None:
-            return
-        self._writer_q.put(("events", []))
-        deadline = time.time() + timeout
-        while not self._writer_q.empty() and time.time() < deadline:
-            time.sleep(0.01)
-        done.set()
+            return self._writer_q.empty()
+        done = threading.Event()
+        self._writer_q.put(("flush", done))
+        return done.wait(timeout)
 
     # ------------------------------------------------------------------ GUI side
     def take_changes(self) -> tuple[bool, np.ndarray]:
