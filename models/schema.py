@@ -73,6 +73,8 @@ securities = Table(
     Column("suspended", Boolean, nullable=False, server_default="0"),
     Column("suspended_since", Date),
     Column("level", Integer, nullable=False, server_default="3"),  # derived from index membership
+    Column("halted", Boolean, nullable=False, server_default="0"),  # trading halt (intraday), from the exchange
+    Column("normal_qty", Float),  # pre-trade "normal order size"; none: default_normal_lots × lot_size
     _version(),
     CheckConstraint("lot_size >= 1", name="lot_positive"),
     CheckConstraint("level in (1, 2, 3)", name="level_range"),
@@ -452,4 +454,126 @@ short_sell_history = Table(
     Column("event", String(32), nullable=False),  # auto_prohibit, auto_recover
     Column("inventory", Float, nullable=False),
     Column("detail", Text, nullable=False, server_default=""),
+)
+
+# ---------------------------------------------------------------- issue 4: index haircuts, sessions, batches
+index_haircuts = Table(  # a risk parameter (four-eyes): the SFC test's haircut for an index's members
+    "index_haircuts", metadata,
+    Column("index_id", Integer, ForeignKey("indices.id"), primary_key=True),
+    Column("haircut", Float, nullable=False),
+    Column("effective_from", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("haircut >= 0 and haircut <= 1", name="haircut_range"),
+)
+trading_sessions = Table(  # a risk parameter (four-eyes): when intraday-financing ratios apply
+    "trading_sessions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("market", String(8), nullable=False, server_default="HK"),
+    Column("name", String(64), nullable=False),
+    Column("start_hhmm", Integer, nullable=False),  # local exchange time, e.g. 930
+    Column("end_hhmm", Integer, nullable=False),  # exclusive
+    Column("intraday", Boolean, nullable=False, server_default="1"),  # intraday ratios apply inside
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    _version(),
+    UniqueConstraint("market", "name", name="uq_trading_session_name"),
+    CheckConstraint("start_hhmm >= 0 and end_hhmm <= 2400 and start_hhmm < end_hhmm", name="hours_order"),
+)
+limit_batches = Table(  # operational: a bulk financing-limit upload under review (not yet requests)
+    "limit_batches", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("file_name", String(255), nullable=False, server_default=""),
+    Column("file_sha256", String(64), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default="open"),  # open | submitted | discarded
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("decided_at", DateTime(timezone=True)),
+    CheckConstraint("status in ('open', 'submitted', 'discarded')", name="status_known"),
+)
+limit_batch_rows = Table(
+    "limit_batch_rows", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", Integer, ForeignKey("limit_batches.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("row_no", Integer, nullable=False),  # the file's row number
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("removed", Boolean, nullable=False, server_default="0"),
+    Column("request_id", Integer),  # set when the batch is submitted
+    CheckConstraint("amount >= 0", name="amount_non_negative"),
+)
+
+# ---------------------------------------------------------------- issue 5: pre-trade limits and decisions
+LIMIT_METRICS = ("order_qty", "order_notional", "daily_qty", "daily_notional", "position_notional",
+                 "order_count", "price_deviation")
+LIMIT_DIMENSIONS = ("company", "client", "security", "trader", "client_category", "multi")
+LIMIT_ACTIONS = ("prompt", "approval", "reject")
+
+limit_codes = Table(  # a risk parameter (four-eyes): the global catalogue
+    "limit_codes", metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("metric", String(24), nullable=False),
+    Column("dimension", String(24), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    _version(),
+    CheckConstraint("metric in ('order_qty', 'order_notional', 'daily_qty', 'daily_notional', "
+                    "'position_notional', 'order_count', 'price_deviation')", name="metric_known"),
+    CheckConstraint("dimension in ('company', 'client', 'security', 'trader', 'client_category', 'multi')",
+                    name="dimension_known"),
+    CheckConstraint("action in ('prompt', 'approval', 'reject')", name="action_known"),
+    CheckConstraint("threshold >= 0", name="threshold_non_negative"),
+)
+limit_rules = Table(  # a risk parameter (four-eyes): specific rules for a code
+    "limit_rules", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("code", String(32), ForeignKey("limit_codes.code"), nullable=False, index=True),
+    Column("account_id", Integer, ForeignKey("accounts.id")),
+    Column("security_id", Integer, ForeignKey("securities.id")),
+    Column("trader", String(64)),
+    Column("client_category", String(32)),
+    Column("threshold", Float, nullable=False),
+    Column("action", String(16)),  # none: the code's action
+    Column("active", Boolean, nullable=False, server_default="1"),
+    _version(),
+    CheckConstraint("threshold >= 0", name="threshold_non_negative"),
+    CheckConstraint("action is null or action in ('prompt', 'approval', 'reject')", name="action_known"),
+    CheckConstraint("account_id is not null or security_id is not null or trader is not null "
+                    "or client_category is not null", name="has_subject"),
+)
+pretrade_decisions = Table(  # written by the check service; released only by an approved request
+    "pretrade_decisions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("trading_day", Date, nullable=False),
+    Column("client_order_id", String(64), nullable=False, server_default=""),
+    Column("account", String(32), nullable=False),
+    Column("trader", String(64), nullable=False, server_default=""),
+    Column("code", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("qty", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("notional", Float, nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reasons", Text, nullable=False, server_default="[]"),  # JSON list of {rule, threshold, observed, message}
+    Column("request_id", Integer),  # the order-release request of an 'approval' decision
+    Column("released", Boolean, nullable=False, server_default="0"),
+    _version(),
+    CheckConstraint("decision in ('accept', 'prompt', 'approval', 'reject')", name="decision_known"),
+)
+pretrade_fills = Table(
+    "pretrade_fills", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("trading_day", Date, nullable=False, index=True),
+    Column("client_order_id", String(64), nullable=False, server_default=""),
+    Column("account", String(32), nullable=False),
+    Column("trader", String(64), nullable=False, server_default=""),
+    Column("code", String(32), nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("qty", Float, nullable=False),
+    Column("price", Float, nullable=False),
 )

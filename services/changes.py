@@ -39,6 +39,8 @@ KIND_TABLES = {
     "client_trading_limit": "client_trading_limits", "short_sell_rule": "short_sell_rules",
     "index_member": "index_members", "client_group_member": "client_group_members",
     "stock_group_member": "stock_group_members",
+    "index_haircut": "index_haircuts", "trading_session": "trading_sessions",
+    "limit_code": "limit_codes", "limit_rule": "limit_rules", "order_release": "pretrade_decisions",
 }
 
 

@@ -33,6 +33,11 @@ EXTRA_PARAMETERS: dict[str, tuple[float, str]] = {
     "auto_credit_enabled": (0.0, "1: a deposit or stock transfer into a margin account proposes a limit"),
     "auto_credit_share": (0.5, "automatic credit: share of the account's marginable collateral value"),
     "auto_credit_cap": (1_000_000.0, "automatic credit: largest limit proposed automatically (HKD)"),
+    "normal_order_lots": (50.0, "pre-trade: normal order size in board lots where a security sets none"),
+    "size_prompt_multiple": (3.0, "pre-trade: an order above this many normal sizes asks the trader to confirm"),
+    "size_reject_multiple": (10.0, "pre-trade: an order above this many normal sizes is rejected"),
+    "duplicate_window_seconds": (60.0, "pre-trade: the same order again within this many seconds is rejected"),
+    "approval_notional": (1_000_000.0, "pre-trade: an order above this notional (HKD) needs a release approval"),
 }
 PARAMETER_DESCRIPTIONS = {
     "force_call_factor": "FC = factor × MM (RISK_METHODS §1)",
