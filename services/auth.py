@@ -23,7 +23,7 @@ ROLE_LABELS = {
 
 # (role, action, kind): '*' is every kind of change
 DEFAULT_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
-    ("trader", "view", "*"),
+    ("trader", "view", "*"), ("trader", "request", "order_release"),
     ("risk_officer", "view", "*"), ("risk_officer", "request", "*"),
     ("supervisor", "view", "*"), ("supervisor", "request", "*"), ("supervisor", "approve", "*"),
     ("cro", "view", "*"), ("cro", "request", "*"), ("cro", "approve", "*"),

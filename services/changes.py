@@ -28,7 +28,8 @@ KEY_COLUMNS = {
     "stock_margin_ratios": ("id",), "client_margin_ratios": ("id",), "client_groups": ("id",),
     "stock_groups": ("id",), "indices": ("id",), "approval_flows": ("id",), "credit_groups": ("id",),
     "credit_group_members": ("group_id", "account_id"), "company_limits": ("dimension",), "blacklist": ("id",),
-    "client_trading_limits": ("id",),
+    "client_trading_limits": ("id",), "index_haircuts": ("index_id",), "trading_sessions": ("id",),
+    "limit_codes": ("code",), "limit_rules": ("id",), "pretrade_decisions": ("id",),
 }
 KIND_TABLES = {
     "company_parameter": "company_parameters", "financing_limit": "financing_limits", "haircut": "haircuts",
@@ -142,8 +143,20 @@ def read_target(conn: Connection, table: str, key: dict[str, Any]) -> dict[str, 
 
 
 def submit(store: Store, user: User, kind: str, key: dict[str, Any], after: dict[str, Any], reason: str,
-           op: str = "update", amount: float | None = None, context: dict[str, Any] | None = None) -> int:
-    """Record a pending request; the target's current values and version are captured now."""
+           op: str = "update", amount: float | None = None, context: dict[str, Any] | None = None,
+           conn: Connection | None = None) -> int:
+    """Record a pending request; the target's current values and version are captured now.
+
+    With ``conn`` the request joins the caller's transaction (e.g. a pre-trade decision and its
+    release request are written together or not at all)."""
+    if conn is not None:
+        return _submit(conn, store, user, kind, key, after, reason, op, amount, context)
+    with store.begin() as c:
+        return _submit(c, store, user, kind, key, after, reason, op, amount, context)
+
+
+def _submit(conn: Connection, store: Store, user: User, kind: str, key: dict[str, Any], after: dict[str, Any],
+            reason: str, op: str, amount: float | None, context: dict[str, Any] | None) -> int:
     if not reason or not reason.strip():
         raise ChangeError("a change request needs a reason")
     if kind not in KIND_TABLES:
@@ -152,27 +165,26 @@ def submit(store: Store, user: User, kind: str, key: dict[str, Any], after: dict
         raise AuthError(f"{user.login} ({user.role_label}) may not request {kind} changes")
     table = KIND_TABLES[kind]
     now = datetime.now(UTC)
-    with store.begin() as conn:
-        current = read_target(conn, table, key) if op != "insert" else None
-        if op != "insert" and current is None:
-            raise ChangeError(f"{table} {_dumps(key)} does not exist")
-        if op == "insert" and read_target(conn, table, key) is not None:
-            raise ChangeError(f"{table} {_dumps(key)} already exists")
-        before = {k: current[k] for k in after} if current and op == "update" else (
-            {k: v for k, v in current.items() if k != "version"} if current else {})
-        version = current.get("version") if current else None
-        hours = conn.execute(select(S.company_parameters.c.value).where(
-            S.company_parameters.c.name == "change_request_expiry_hours")).scalar() or 72.0
-        flow_code, steps = choose_flow(conn, kind, amount)
-        req_id = conn.execute(insert(S.change_requests).values(
-            kind=kind, op=op, target_table=table, target_key=_dumps(key), before=_dumps(before),
-            after=_dumps(after), target_version=version, amount=amount, reason=reason.strip(),
-            context=_dumps(context or {}), maker=user.login, created_at=now,
-            expires_at=now + timedelta(hours=float(hours)), status="pending", flow_code=flow_code,
-            flow_steps=json.dumps(steps), step=0, workstation=audit.workstation(),
-        ).returning(S.change_requests.c.id)).scalar_one()
-        audit.append(conn, store.kind, user.login, "request", "change_requests", str(req_id), _dumps(before),
-                     _dumps(after), req_id)
+    current = read_target(conn, table, key) if op != "insert" else None
+    if op != "insert" and current is None:
+        raise ChangeError(f"{table} {_dumps(key)} does not exist")
+    if op == "insert" and read_target(conn, table, key) is not None:
+        raise ChangeError(f"{table} {_dumps(key)} already exists")
+    before = {k: current[k] for k in after} if current and op == "update" else (
+        {k: v for k, v in current.items() if k != "version"} if current else {})
+    version = current.get("version") if current else None
+    hours = conn.execute(select(S.company_parameters.c.value).where(
+        S.company_parameters.c.name == "change_request_expiry_hours")).scalar() or 72.0
+    flow_code, steps = choose_flow(conn, kind, amount)
+    req_id = conn.execute(insert(S.change_requests).values(
+        kind=kind, op=op, target_table=table, target_key=_dumps(key), before=_dumps(before),
+        after=_dumps(after), target_version=version, amount=amount, reason=reason.strip(),
+        context=_dumps(context or {}), maker=user.login, created_at=now,
+        expires_at=now + timedelta(hours=float(hours)), status="pending", flow_code=flow_code,
+        flow_steps=json.dumps(steps), step=0, workstation=audit.workstation(),
+    ).returning(S.change_requests.c.id)).scalar_one()
+    audit.append(conn, store.kind, user.login, "request", "change_requests", str(req_id), _dumps(before),
+                 _dumps(after), req_id)
     return int(req_id)
 
 
@@ -184,13 +196,16 @@ def get(store: Store, req_id: int) -> ChangeRequest:
     return _row_to_request(r)
 
 
-def listing(store: Store, status: str | None = None, maker: str | None = None, limit: int = 2000
-            ) -> list[ChangeRequest]:
+def listing(store: Store, status: str | None = None, maker: str | None = None, limit: int = 2000,
+            kind: str | None = None) -> list[ChangeRequest]:
+    """Requests newest first, optionally of one status, maker or kind (a kind's whole history)."""
     q = select(S.change_requests).order_by(S.change_requests.c.id.desc()).limit(limit)
     if status:
         q = q.where(S.change_requests.c.status == status)
     if maker:
         q = q.where(S.change_requests.c.maker == maker)
+    if kind:
+        q = q.where(S.change_requests.c.kind == kind)
     with store.begin() as conn:
         return [_row_to_request(r) for r in conn.execute(q)]
 
