@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send a malformed message every S s")
     s.add_argument("--no-persist", action="store_true", help="do not write last prices to the store")
 
+    s = sub.add_parser("check-server", help="the order-check service (pre-trade checks over ZeroMQ)")
+    s.add_argument("--db", help="store (default: the local demo store)")
+    s.add_argument("--bind", default="tcp://127.0.0.1:5600", help="ZeroMQ address to answer on")
+    s.add_argument("--feed", help="follow this price/position feed (e.g. tcp://127.0.0.1:5599)")
+    s.add_argument("--duration", type=_non_negative_float, help="stop after S seconds")
+
     s = sub.add_parser("audit", help="check or export the audit trail")
     aus = s.add_subparsers(dest="audit_command", parser_class=_Parser, required=True)
     v = aus.add_parser("verify", help="check the hash chain; names the first broken record")
@@ -355,7 +361,39 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_server(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import zmq
+
+    from services.check_server import CheckServer
+    from services.store import default_url
+
+    store = _open_store(args.db or default_url())
+    if store.is_empty():
+        raise CliError(f"{store.display_name} has no accounts; run `demo --db URL` first")
+    if store.kind == "sqlite":
+        from services.auth import ensure_permissions
+
+        ensure_permissions(store)
+    server = CheckServer(store, args.bind, feed=args.feed)
+    try:
+        server.start()
+    except zmq.ZMQError as e:
+        raise CliError(f"cannot bind {args.bind}: {e}") from None
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"check-server: answering on {server.endpoint} for {store.display_name}", flush=True)
+    stop.wait(args.duration)
+    server.stop()
+    return 0
+
+
 _COMMANDS = {
+    "check-server": cmd_check_server,
     "template": cmd_template,
     "import": cmd_import,
     "audit": cmd_audit,

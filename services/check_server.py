@@ -1,0 +1,299 @@
+"""The order-check service: an order management system asks it about every order (ZeroMQ, JSON).
+
+``python main.py check-server --db URL --bind tcp://127.0.0.1:PORT [--feed ADDR]``
+
+One ROUTER socket answers REQ and DEALER clients alike: the last frame is the JSON request and every
+frame before it is the envelope, sent back unchanged with the answer. Requests (DESIGN.md):
+
+- ``{"op": "check", "order": {account, trader, code, side, qty, price, order_type, client_order_id}}``
+  → ``{"ok": true, "decision": "accept" | "prompt" | "approval" | "reject", "reasons": [{rule, action,
+  threshold, observed, message}], "notional": …}``; an ``approval`` also carries ``decision_id`` and
+  ``release_request`` (the four-eyes order-release request now in the Approvals dock). Once answered,
+  a non-rejected order counts for duplicates and the daily order count.
+- ``{"op": "fill", "fill": {account, trader, code, side, qty, price, client_order_id}}`` → the fill,
+  the position and the cash balance are written together; the account's margin after it is returned.
+- ``{"op": "what_if", "order": {…}}`` → the account's margin before and after, nothing recorded.
+- ``{"op": "ping"}`` → counters and the version of the limits in force.
+- Anything else → ``{"ok": false, "error": "<what is wrong>"}``. The service never dies on input.
+
+Decisions are stored in batches by a writer thread (an ``approval`` is written at once, with its
+release request, because the answer names the request). Approved limit or list changes reach the
+service through the store's change notifications (PostgreSQL LISTEN/NOTIFY, SQLite polling): the
+listener thread reloads the rules and flags and the loop swaps them in before the next request.
+Account and security flags (open margin calls, halts, blacklist) are also refreshed every few
+seconds. With ``--feed`` the service follows the price/position feed like the workstation does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+
+from services import pretrade_store as ps
+from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order
+from services.store import Store
+
+log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 64 * 1024
+OPS = ("check", "fill", "what_if", "ping")
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"ok": False, "error": text}
+
+
+class CheckServer:
+    """Owns the pre-trade engine; `serve_forever` (or `start` for a thread) answers requests."""
+
+    def __init__(self, store: Store, bind: str, feed: str | None = None, flags_refresh: float = 3.0,
+                 engine: PreTradeEngine | None = None) -> None:
+        self.store = store
+        self.bind = bind
+        self.feed_address = feed
+        self.flags_refresh = flags_refresh
+        self.engine = engine or ps.build_engine(store)
+        self.limits_version = 0
+        self.counts = {"check": 0, "fill": 0, "what_if": 0, "ping": 0, "error": 0}
+        self._swap: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._decisions: queue.SimpleQueue[Decision | None] = queue.SimpleQueue()
+        self._halt = threading.Event()
+        self.ready = threading.Event()
+        self.endpoint: str | None = None  # the bound address (a port of 0 or * resolved)
+        self._threads: list[threading.Thread] = []
+        self._listener: Any = None
+        self._subscriber: Any = None
+        self.write_errors = 0
+        self.error: BaseException | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> CheckServer:
+        t = threading.Thread(target=self.serve_forever, name="check-server", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if not self.ready.wait(10):
+            raise RuntimeError(f"the check service did not start on {self.bind}")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def serve_forever(self) -> None:
+        from services.notify import ChangeListener
+
+        writer = threading.Thread(target=self._write_loop, name="check-server-writer", daemon=True)
+        writer.start()
+        refresher = threading.Thread(target=self._refresh_loop, name="check-server-flags", daemon=True)
+        refresher.start()
+        self._listener = ChangeListener(self.store, self._on_change)
+        self._listener.start()
+        if self.feed_address:
+            self._start_feed()
+        ctx: Any = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        try:
+            try:
+                sock.bind(self.bind)
+            except zmq.ZMQError as e:
+                self.error = e
+                self.ready.set()
+                return
+            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.ready.set()
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            while not self._halt.is_set():
+                self._apply_swaps()
+                if not poller.poll(100):
+                    continue
+                for _ in range(1000):  # drain what is waiting, then look at swaps again
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    if len(frames) < 2:
+                        continue  # no envelope: nobody to answer
+                    reply = self.handle(frames[-1])
+                    sock.send_multipart([*frames[:-1], json.dumps(reply).encode()])
+        finally:
+            sock.close(0)
+            self._listener.stop()
+            if self._subscriber is not None:
+                self._subscriber.stop()
+            self._decisions.put(None)
+            writer.join(5)
+
+    # ------------------------------------------------------------------ requests
+    def handle(self, raw: bytes) -> dict[str, Any]:
+        """The answer to one request (never raises)."""
+        try:
+            if len(raw) > MAX_REQUEST_BYTES:
+                raise OrderError(f"request of {len(raw):,} bytes is larger than {MAX_REQUEST_BYTES:,}")
+            try:
+                req = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise OrderError(f"request is not valid JSON: {e}") from None
+            if not isinstance(req, dict):
+                raise OrderError("request must be a JSON object")
+            op = req.get("op")
+            if op not in OPS:
+                raise OrderError(f"unknown op {op!r}: one of {', '.join(OPS)}")
+            self.counts[op] += 1
+            if op == "check":
+                return self._check(req)
+            if op == "fill":
+                return self._fill(req)
+            if op == "what_if":
+                return {"ok": True, **self.engine.what_if(parse_order(req.get("order")))}
+            return {"ok": True, "limits_version": self.limits_version, "counts": dict(self.counts),
+                    "trading_day": self.engine.totals.day.isoformat(), "write_errors": self.write_errors}
+        except OrderError as e:
+            self.counts["error"] += 1
+            return _error(str(e))
+        except Exception as e:  # a bug must not take the service down: answer and log it
+            self.counts["error"] += 1
+            log.exception("check service request failed")
+            return _error(f"internal error ({type(e).__name__}): {e}")
+
+    def _check(self, req: dict[str, Any]) -> dict[str, Any]:
+        if "order" not in req:
+            raise OrderError("check needs an 'order' object")
+        d = self.engine.check(parse_order(req["order"]), time.time())
+        if d.decision == "approval":
+            ps.save_approval(self.store, d)  # the answer names the release request
+        else:
+            self._decisions.put(d)
+        self.engine.record(d)
+        return d.as_json()
+
+    def _fill(self, req: dict[str, Any]) -> dict[str, Any]:
+        body = req.get("fill")
+        if body is None:
+            raise OrderError("fill needs a 'fill' object")
+        if isinstance(body, dict) and "price" not in body:
+            raise OrderError("fill.price is missing")
+        order = parse_order(body)
+        b = self.engine.margin.book
+        if order.account not in b.acct_index:
+            raise OrderError(f"fill.account {order.account} is unknown")
+        if order.code not in b.sec_index:
+            raise OrderError(f"fill.code {order.code} is unknown")
+        now = time.time()
+        assert order.price is not None
+        ps.save_fill(self.store, order, order.price, now)  # stored first: nothing counted that is not kept
+        return {"ok": True, "account": self.engine.fill(order, now)}
+
+    # ------------------------------------------------------------------ background work
+    def _write_loop(self) -> None:
+        while True:
+            first = self._decisions.get()
+            batch = [first] if first is not None else []
+            stop = first is None
+            while len(batch) < 5000:
+                try:
+                    d = self._decisions.get_nowait()
+                except queue.Empty:
+                    break
+                if d is None:
+                    stop = True
+                    break
+                batch.append(d)
+            if batch:
+                try:
+                    ps.save_decisions(self.store, batch)  # type: ignore[arg-type]
+                except Exception:
+                    self.write_errors += 1
+                    log.exception("storing %d pre-trade decisions failed", len(batch))
+            if stop:
+                return
+            time.sleep(0.02)  # let a burst collect into one transaction
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued decisions are stored (tests, shutdown)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._decisions.empty():
+                time.sleep(0.05)  # the batch taken last may still be committing
+                if self._decisions.empty():
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _on_change(self, payload: dict[str, Any]) -> None:
+        """A change request was decided somewhere: reload rules and flags (listener thread)."""
+        if payload.get("status") not in (None, "approved") and not payload.get("reload"):
+            return
+        try:
+            self._swap.put(("limits", ps.load_limits(self.store)))
+            self._swap.put(("flags", ps.load_flags(self.store, self.engine.margin)))
+        except Exception:
+            log.exception("reloading limits after a change failed")
+
+    def _refresh_loop(self) -> None:
+        while not self._halt.wait(self.flags_refresh):
+            try:
+                self._swap.put(("flags", ps.load_flags(self.store, self.engine.margin)))
+            except Exception:
+                log.exception("refreshing account and security flags failed")
+
+    def _apply_swaps(self) -> None:
+        while True:
+            try:
+                what, value = self._swap.get_nowait()
+            except queue.Empty:
+                return
+            if what == "limits":
+                self.engine.set_limits(value)
+                self.limits_version += 1
+            elif what == "flags":
+                self.engine.set_flags(value)
+            elif what == "feed":
+                self._apply_feed(value)
+            elif what == "resync":
+                self.engine.margin.reload(self.store.load_book())
+
+    # ------------------------------------------------------------------ the feed (optional)
+    def _start_feed(self) -> None:
+        from services.feed.subscriber import FeedSubscriber
+
+        self._subscriber = FeedSubscriber(self.feed_address or "", lambda ms: self._swap.put(("feed", ms)),
+                                          lambda _r: self._swap.put(("resync", None)))
+        self._subscriber.start()
+
+    def _apply_feed(self, messages: list[Any]) -> None:
+        m = self.engine.margin
+        b = m.book
+        for msg in messages:
+            cols = msg.columns
+            if cols is None:
+                continue
+            if msg.topic == "px":
+                idx = np.array([b.sec_index.get(c, -1) for c in cols[0]], np.int64)
+                ok = idx >= 0
+                if ok.any():
+                    m.apply_prices(idx[ok], cols[1][ok])
+            elif msg.topic == "pos":
+                a = np.array([b.acct_index.get(c, -1) for c in cols[0]], np.int64)
+                s = np.array([b.sec_index.get(c, -1) for c in cols[1]], np.int64)
+                ok = (a >= 0) & (s >= 0)
+                if ok.any():
+                    m.apply_positions(a[ok], s[ok], cols[2][ok])
+            elif msg.topic == "cash":
+                a = np.array([b.acct_index.get(c, -1) for c in cols[0]], np.int64)
+                cur = {c: i for i, c in enumerate(b.currencies)}
+                k = np.array([cur.get(c, -1) for c in cols[1]], np.int64)
+                ok = (a >= 0) & (k >= 0)
+                if ok.any():
+                    m.apply_cash(a[ok], k[ok], cols[2][ok])
