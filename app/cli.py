@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bind", default="tcp://127.0.0.1:5600", help="ZeroMQ address to answer on")
     s.add_argument("--feed", help="follow this price/position feed (e.g. tcp://127.0.0.1:5599)")
     s.add_argument("--duration", type=_non_negative_float, help="stop after S seconds")
+    s.add_argument("--sync-writes", action="store_true", help=argparse.SUPPRESS)  # benchmark baseline
 
     s = sub.add_parser("audit", help="check or export the audit trail")
     aus = s.add_subparsers(dest="audit_command", parser_class=_Parser, required=True)
@@ -377,7 +378,7 @@ def cmd_check_server(args: argparse.Namespace) -> int:
         from services.auth import ensure_permissions
 
         ensure_permissions(store)
-    server = CheckServer(store, args.bind, feed=args.feed)
+    server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes)
     try:
         server.start()
     except zmq.ZMQError as e:

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MODULES = ("bench_margin", "bench_store", "bench_feed", "bench_gui", "bench_governance", "bench_imports")
+MODULES = ("bench_margin", "bench_store", "bench_feed", "bench_gui", "bench_governance", "bench_imports",
+           "bench_pretrade", "bench_editor")
 
 
 def main(argv: list[str]) -> int:

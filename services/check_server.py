@@ -16,8 +16,9 @@ frame before it is the envelope, sent back unchanged with the answer. Requests (
 - ``{"op": "ping"}`` → counters and the version of the limits in force.
 - Anything else → ``{"ok": false, "error": "<what is wrong>"}``. The service never dies on input.
 
-Decisions are stored in batches by a writer thread (an ``approval`` is written at once, with its
-release request, because the answer names the request). Approved limit or list changes reach the
+Decisions are stored in batches by a writer thread. An ``approval`` is stored with its release
+request by another thread and answered once that is committed (its answer names the request);
+the loop serves other requests meanwhile. Approved limit or list changes reach the
 service through the store's change notifications (PostgreSQL LISTEN/NOTIFY, SQLite polling): the
 listener thread reloads the rules and flags and the loop swaps them in before the next request.
 Account and security flags (open margin calls, halts, blacklist) are also refreshed every few
@@ -53,16 +54,20 @@ class CheckServer:
     """Owns the pre-trade engine; `serve_forever` (or `start` for a thread) answers requests."""
 
     def __init__(self, store: Store, bind: str, feed: str | None = None, flags_refresh: float = 3.0,
-                 engine: PreTradeEngine | None = None) -> None:
+                 engine: PreTradeEngine | None = None, sync_writes: bool = False) -> None:
         self.store = store
         self.bind = bind
         self.feed_address = feed
         self.flags_refresh = flags_refresh
+        self.sync_writes = sync_writes  # the naive design (commit per decision): benchmark baseline only
         self.engine = engine or ps.build_engine(store)
         self.limits_version = 0
         self.counts = {"check": 0, "fill": 0, "what_if": 0, "ping": 0, "error": 0}
         self._swap: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._decisions: queue.SimpleQueue[Decision | None] = queue.SimpleQueue()
+        self._approvals: queue.SimpleQueue[tuple[list[bytes], Decision] | None] = queue.SimpleQueue()
+        self._replies: queue.SimpleQueue[tuple[list[bytes], dict[str, Any]]] = queue.SimpleQueue()
+        self._pending = 0  # approvals being stored, answers not yet sent
         self._halt = threading.Event()
         self.ready = threading.Event()
         self.endpoint: str | None = None  # the bound address (a port of 0 or * resolved)
@@ -93,6 +98,8 @@ class CheckServer:
 
         writer = threading.Thread(target=self._write_loop, name="check-server-writer", daemon=True)
         writer.start()
+        approver = threading.Thread(target=self._approval_loop, name="check-server-approvals", daemon=True)
+        approver.start()
         refresher = threading.Thread(target=self._refresh_loop, name="check-server-flags", daemon=True)
         refresher.start()
         self._listener = ChangeListener(self.store, self._on_change)
@@ -116,7 +123,8 @@ class CheckServer:
             poller.register(sock, zmq.POLLIN)
             while not self._halt.is_set():
                 self._apply_swaps()
-                if not poller.poll(100):
+                self._send_deferred(sock)
+                if not poller.poll(2 if self._pending else 100):
                     continue
                 for _ in range(1000):  # drain what is waiting, then look at swaps again
                     try:
@@ -125,19 +133,33 @@ class CheckServer:
                         break
                     if len(frames) < 2:
                         continue  # no envelope: nobody to answer
-                    reply = self.handle(frames[-1])
-                    sock.send_multipart([*frames[:-1], json.dumps(reply).encode()])
+                    reply = self.handle(frames[-1], frames[:-1])
+                    if reply is not None:
+                        sock.send_multipart([*frames[:-1], json.dumps(reply).encode()])
+                self._send_deferred(sock)
         finally:
             sock.close(0)
             self._listener.stop()
             if self._subscriber is not None:
                 self._subscriber.stop()
             self._decisions.put(None)
+            self._approvals.put(None)
             writer.join(5)
+            approver.join(5)
 
     # ------------------------------------------------------------------ requests
-    def handle(self, raw: bytes) -> dict[str, Any]:
-        """The answer to one request (never raises)."""
+    def _send_deferred(self, sock: Any) -> None:
+        while True:
+            try:
+                envelope, reply = self._replies.get_nowait()
+            except queue.Empty:
+                return
+            self._pending -= 1
+            sock.send_multipart([*envelope, json.dumps(reply).encode()])
+
+    def handle(self, raw: bytes, envelope: list[bytes] | None = None) -> dict[str, Any] | None:
+        """The answer to one request (never raises); None when it will be sent later (an approval,
+        answered once its release request is stored, while other requests are served meanwhile)."""
         try:
             if len(raw) > MAX_REQUEST_BYTES:
                 raise OrderError(f"request of {len(raw):,} bytes is larger than {MAX_REQUEST_BYTES:,}")
@@ -152,7 +174,7 @@ class CheckServer:
                 raise OrderError(f"unknown op {op!r}: one of {', '.join(OPS)}")
             self.counts[op] += 1
             if op == "check":
-                return self._check(req)
+                return self._check(req, envelope)
             if op == "fill":
                 return self._fill(req)
             if op == "what_if":
@@ -167,12 +189,20 @@ class CheckServer:
             log.exception("check service request failed")
             return _error(f"internal error ({type(e).__name__}): {e}")
 
-    def _check(self, req: dict[str, Any]) -> dict[str, Any]:
+    def _check(self, req: dict[str, Any], envelope: list[bytes] | None) -> dict[str, Any] | None:
         if "order" not in req:
             raise OrderError("check needs an 'order' object")
         d = self.engine.check(parse_order(req["order"]), time.time())
         if d.decision == "approval":
-            ps.save_approval(self.store, d)  # the answer names the release request
+            self.engine.record(d)
+            if envelope is None:  # called directly: store it now
+                ps.save_approval(self.store, d)
+                return d.as_json()
+            self._pending += 1  # the answer names the release request: sent once it is stored
+            self._approvals.put((envelope, d))
+            return None
+        if self.sync_writes:
+            ps.save_decisions(self.store, [d])
         else:
             self._decisions.put(d)
         self.engine.record(d)
@@ -220,6 +250,21 @@ class CheckServer:
                 return
             time.sleep(0.02)  # let a burst collect into one transaction
 
+    def _approval_loop(self) -> None:
+        while True:
+            item = self._approvals.get()
+            if item is None:
+                return
+            envelope, d = item
+            try:
+                ps.save_approval(self.store, d)
+                reply: dict[str, Any] = d.as_json()
+            except Exception as e:
+                self.write_errors += 1
+                log.exception("storing an approval decision failed")
+                reply = _error(f"the order needs a release approval but the request could not be stored: {e}")
+            self._replies.put((envelope, reply))
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued decisions are stored (tests, shutdown)."""
         end = time.monotonic() + timeout
@@ -242,9 +287,15 @@ class CheckServer:
             log.exception("reloading limits after a change failed")
 
     def _refresh_loop(self) -> None:
+        """Re-read the flags when their fingerprint moves (a reload holds the interpreter for tens of
+        milliseconds on a big book, so it must not run every few seconds for nothing)."""
+        last = None
         while not self._halt.wait(self.flags_refresh):
             try:
-                self._swap.put(("flags", ps.load_flags(self.store, self.engine.margin)))
+                sig = ps.flags_signature(self.store)
+                if last is not None and sig != last:
+                    self._swap.put(("flags", ps.load_flags(self.store, self.engine.margin)))
+                last = sig
             except Exception:
                 log.exception("refreshing account and security flags failed")
 

@@ -26,7 +26,7 @@ rejected ones) feed the count. All totals start again at the trading day's start
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import product
@@ -121,13 +121,29 @@ def parse_order(obj: Any) -> Order:
                  client_order_id=_text(obj, "client_order_id", required=False))
 
 
-@dataclass(slots=True)
 class Reason:
-    rule: str
-    action: str  # prompt | approval | reject
-    threshold: float | None
-    observed: float | None
-    message: str
+    """Why an order is not a plain accept: the rule, its action, threshold and what was observed."""
+
+    __slots__ = ("rule", "action", "threshold", "observed", "_message", "_metric")
+
+    def __init__(self, rule: str, action: str, threshold: float | None, observed: float | None, message: str,
+                 metric: str = "") -> None:
+        self.rule, self.action, self.threshold, self.observed = rule, action, threshold, observed
+        self._message = message  # for a limit rule: the limit's name, the sentence is built when read
+        self._metric = metric
+
+    @property
+    def message(self) -> str:
+        if not self._metric:
+            return self._message
+        return (f"{self._message}: {_metric_text(self._metric, self.observed or 0.0)} above "
+                f"{_metric_text(self._metric, self.threshold or 0.0)}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reason) and self.as_json() == other.as_json()
+
+    def __repr__(self) -> str:
+        return f"Reason({self.rule!r}, {self.action!r}, {self.threshold!r}, {self.observed!r})"
 
     def as_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "action": self.action, "threshold": self.threshold,
@@ -211,13 +227,23 @@ class Flags:
                    np.full(n_sec, np.nan))
 
 
+_DAY_CACHE: list[Any] = [0.0, 0.0, None]  # [start, end, day] of the last Hong Kong day looked up
+
+
 def hk_day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, UTC).astimezone(HK_TZ).date()
+    """The Hong Kong calendar date of ``ts`` (cached for the day: called on every check)."""
+    start, end, day = _DAY_CACHE
+    if start <= ts < end:
+        return day  # type: ignore[no-any-return]
+    local = datetime.fromtimestamp(ts, UTC).astimezone(HK_TZ)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    _DAY_CACHE[:] = [midnight.timestamp(), midnight.timestamp() + 86_400.0, local.date()]
+    return local.date()
 
 
-def _subject_keys(account: str, security: str, trader: str, category: str) -> list[Key]:
-    full = (account, security, trader, category)
-    return [tuple(v if m else None for v, m in zip(full, mask, strict=True)) for mask in MASKS]  # type: ignore[misc]
+def _subject_keys(account: str, security: str, trader: str, category: str) -> product[tuple[str | None, ...]]:
+    """The order's key under each of the 16 subject masks (in `MASKS` order)."""
+    return product((None, account), (None, security), (None, trader), (None, category))
 
 
 class DailyTotals:
@@ -227,7 +253,7 @@ class DailyTotals:
         self.day = day
         self.qty: dict[Key, float] = {}
         self.notional: dict[Key, float] = {}
-        self.count: dict[Key, float] = {}
+        self.count: Counter[Key] = Counter()
         self.side_notional: dict[tuple[str, str], float] = {}  # (account, side) → notional
 
     def roll(self, day: date) -> bool:
@@ -246,28 +272,36 @@ class DailyTotals:
         self.side_notional[sk] = self.side_notional.get(sk, 0.0) + notional
 
     def add_order(self, account: str, security: str, trader: str, category: str) -> None:
-        for k in _subject_keys(account, security, trader, category):
-            self.count[k] = self.count.get(k, 0.0) + 1.0
+        self.count.update(_subject_keys(account, security, trader, category))  # type: ignore[arg-type]
+
+
+Applied = tuple[float, str, tuple[bool, ...], str]  # threshold, action, subject mask, label
 
 
 class LimitBook:
-    """The catalogue and its specific rules, indexed for one lookup per (code, subject pattern)."""
+    """The catalogue and its specific rules, indexed for one lookup per (code, subject pattern).
+
+    `plan` has one entry per enabled code: the code, its global rule as applied, and for each
+    subject mask its specific rules use, a dictionary from subject key to those rules as applied."""
 
     def __init__(self, codes: list[LimitCode], rules: list[LimitRule]) -> None:
         self.codes = {c.code: c for c in codes}
         self.rules = [r for r in rules if r.active]
-        self.index: dict[str, dict[tuple[bool, ...], dict[Key, list[LimitRule]]]] = {}
+        self.index: dict[str, dict[tuple[bool, ...], dict[Key, list[Applied]]]] = {}
         for r in self.rules:
-            if r.code in self.codes:
+            c = self.codes.get(r.code)
+            if c is not None:
                 by_mask = self.index.setdefault(r.code, {})
-                by_mask.setdefault(r.mask, {}).setdefault(r.key, []).append(r)
+                by_mask.setdefault(r.mask, {}).setdefault(r.key, []).append(
+                    (r.threshold, r.action or c.action, r.mask, f"{c.code} · {r.name}"))
         self.enabled = [c for c in codes if c.enabled]
+        self.plan = [(c, ((c.threshold, c.action, DIMENSION_MASK[c.dimension], c.code),),
+                      tuple(self.index.get(c.code, {}).items())) for c in self.enabled]
 
-    def matching(self, code: str, full: Key) -> list[LimitRule]:
-        out: list[LimitRule] = []
+    def matching(self, code: str, full: Key) -> list[Applied]:
+        out: list[Applied] = []
         for mask, by_key in self.index.get(code, {}).items():
-            k = tuple(v if m else None for v, m in zip(full, mask, strict=True))
-            hit = by_key.get(k)  # type: ignore[arg-type]
+            hit = by_key.get(tuple(v if m else None for v, m in zip(full, mask, strict=True)))  # type: ignore[arg-type]
             if hit:
                 out.extend(hit)
         return out
@@ -407,8 +441,11 @@ class PreTradeEngine:
 
     # ------------------------------------------------------------------ built-in checks
     def _position(self, a: int, s: int) -> float:
-        row = int(self.margin.find_positions(np.array([a]), np.array([s]))[0])
-        return float(self.margin.book.pos_qty[row]) if row >= 0 else 0.0
+        m = self.margin
+        pk = m.pos_key
+        key = a * max(m.book.n_sec, 1) + s
+        i = int(pk.searchsorted(key))  # one scalar search, no temporary arrays
+        return float(m.book.pos_qty[i]) if i < pk.shape[0] and pk[i] == key else 0.0
 
     def _eligibility(self, o: Order, a: int, s: int, reasons: list[Reason]) -> None:
         b, f = self.margin.book, self.flags
@@ -509,36 +546,33 @@ class PreTradeEngine:
     # ------------------------------------------------------------------ limit rules
     def _limit_rules(self, o: Order, a: int, s: int, pos: float, notional: float, price: float, last: float,
                      fx: float, reasons: list[Reason]) -> None:
-        lb, t = self.limits, self.totals
-        full: Key = (o.account, o.code, o.trader, self.flags.category[a])
+        t = self.totals
+        keys = dict(zip(MASKS, _subject_keys(o.account, o.code, o.trader, self.flags.category[a]), strict=True))
         signed = o.qty if o.side == "buy" else -o.qty
-        for c in lb.enabled:
-            specific = lb.matching(c.code, full) if c.code in lb.index else []
-            if specific:
-                applied = [(r.threshold, r.action or c.action, r.mask, f"{c.code} · {r.name}") for r in specific]
-            else:
-                applied = [(c.threshold, c.action, DIMENSION_MASK[c.dimension], c.code)]
-            for threshold, action, mask, label in applied:
-                key: Key = tuple(v if m else None for v, m in zip(full, mask, strict=True))  # type: ignore[assignment]
-                metric = c.metric
+        for c, global_rule, by_masks in self.limits.plan:
+            applied: Any = None
+            for mask, by_key in by_masks:
+                hit = by_key.get(keys[mask])
+                if hit:
+                    applied = hit if applied is None else applied + hit
+            metric = c.metric
+            for threshold, action, mask, label in applied or global_rule:
                 if metric == "order_qty":
                     observed = o.qty
                 elif metric == "order_notional":
                     observed = notional
                 elif metric == "daily_qty":
-                    observed = t.qty.get(key, 0.0) + o.qty
+                    observed = t.qty.get(keys[mask], 0.0) + o.qty
                 elif metric == "daily_notional":
-                    observed = t.notional.get(key, 0.0) + notional
+                    observed = t.notional.get(keys[mask], 0.0) + notional
                 elif metric == "order_count":
-                    observed = t.count.get(key, 0.0) + 1.0
+                    observed = t.count.get(keys[mask], 0) + 1.0
                 elif metric == "position_notional":
                     observed = abs(pos + signed) * price * fx
                 else:  # price_deviation
                     observed = abs(price / last - 1.0) if o.order_type == "limit" and last > 0 else 0.0
                 if observed > threshold:
-                    reasons.append(Reason(label, action, threshold, observed,
-                                          f"{c.name}: {_metric_text(metric, observed)} above "
-                                          f"{_metric_text(metric, threshold)}"))
+                    reasons.append(Reason(label, action, threshold, observed, c.name, metric))
 
 
 def _metric_text(metric: str, v: float) -> str:

@@ -73,6 +73,24 @@ def load_flags(store: Store, engine: MarginEngine) -> Flags:
     return f
 
 
+def flags_signature(store: Store, now: float | None = None) -> tuple[Any, ...]:
+    """A cheap fingerprint of everything `load_flags` reads (one query): reload only when it moves.
+    The minute is part of it, so limits that expire by the clock are dropped within a minute."""
+    minute = int((now if now is not None else datetime.now(UTC).timestamp()) // 60)
+    with store.begin() as conn:
+        row = conn.execute(text(
+            "select (select count(*) from margin_calls where state = 'open'), "
+            "(select coalesce(max(id), 0) from margin_calls), "
+            "(select coalesce(sum(version), 0) + count(*) from accounts), "
+            "(select coalesce(sum(version), 0) from securities), "
+            "(select count(*) from securities where halted or suspended), "
+            "(select coalesce(sum(version), 0) + count(*) from blacklist), "
+            "(select count(*) from lending_inventory where auto_prohibited), "
+            "(select coalesce(sum(version), 0) + count(*) from short_sell_rules), "
+            "(select coalesce(sum(version), 0) + count(*) from client_trading_limits)")).one()
+    return (minute, *row)
+
+
 def limit_codes(store: Store) -> list[LimitCode]:
     with store.begin() as conn:
         rows = conn.execute(text("select code, name, metric, dimension, threshold, action, enabled from limit_codes "
