@@ -55,7 +55,7 @@ DIMENSION_MASK = {
     "client_category": (False, False, False, True),
     "multi": (True, True, False, False),
 }
-Key = tuple[str | None, str | None, str | None, str | None]
+Key = tuple[str | None, ...]
 
 
 class OrderError(ValueError):
