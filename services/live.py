@@ -6,6 +6,12 @@ Threads:
 - a writer thread persists call events and amounts, so the feed never waits on the database;
 - the GUI (or any reader) takes accumulated changes with `take_changes()` on its own timer and reads
   engine arrays under `lock`.
+
+Intraday sessions (services/sessions.py) switch intraday-financing accounts between the intraday and
+the long ratio table. The monitor keeps the time of the next session boundary; each batch (heartbeats
+included, so at least once a second while a feed runs) compares the clock with it and, past it, sets
+`engine.intraday_session` and recomputes everything when the answer flipped. Approved changes reload
+the sessions with the book.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.book import Book
+from services import sessions as trading_sessions
 from services.calendar import TradingCalendar, in_trading_hours, local_date
 from services.feed.subscriber import FeedStats, FeedSubscriber
 from services.feed.wire import Message
@@ -76,12 +83,20 @@ class HistoryBuffer:
 class LiveMonitor:
     def __init__(self, store: Store | None, book: Book, feed_address: str | None = None,
                  calendar: TradingCalendar | None = None, clock: Callable[[], float] = time.time,
-                 persist_calls: bool = True) -> None:
+                 persist_calls: bool = True, sessions: list[trading_sessions.TradingSession] | None = None
+                 ) -> None:
         self.store = store
         self.clock = clock
         self.calendar = calendar or TradingCalendar()
         self.lock = threading.RLock()
-        self.engine = MarginEngine(book)
+        # the trading sessions: given (tests, a book file), else the store's, re-read on approvals
+        self._own_sessions = sessions is None
+        self.sessions: list[trading_sessions.TradingSession] = (
+            list(sessions) if sessions is not None else self._load_sessions())
+        self.session_flips = 0
+        self._next_boundary = trading_sessions.next_boundary(clock(), self.sessions, self.calendar)
+        self.engine = MarginEngine(book, intraday_session=trading_sessions.intraday_active(
+            clock(), self.sessions, self.calendar))
         self.stats = FeedStats()
         self.feed_address = feed_address
         self.position_alerts: deque[PositionAlert] = deque(maxlen=500)
@@ -173,6 +188,54 @@ class LiveMonitor:
     def running(self) -> bool:
         return self._subscriber is not None and self._subscriber.is_alive()
 
+    # ------------------------------------------------------------------ intraday sessions
+    def _load_sessions(self) -> list[trading_sessions.TradingSession]:
+        if self.store is None:
+            return []
+        try:
+            return trading_sessions.load_sessions(self.store)
+        except Exception:  # an older store without the table: no intraday sessions
+            log.exception("reading the trading sessions failed")
+            return []
+
+    def _session_flip(self, now: float) -> np.ndarray | None:
+        """Past the cached boundary: re-derive the session; on a flip, recompute every account and
+        return the accounts whose numbers moved (None when nothing flipped). Call under `lock`."""
+        if now < self._next_boundary:
+            return None
+        active = trading_sessions.intraday_active(now, self.sessions, self.calendar)
+        self._next_boundary = trading_sessions.next_boundary(now, self.sessions, self.calendar)
+        if active == self.engine.intraday_session:
+            return None
+        d = self.engine.set_intraday_session(active)
+        self._batches_since_full = 0
+        self.session_flips += 1
+        return d.accounts
+
+    def check_session(self) -> bool:
+        """Apply a session boundary that has passed (the batches do this; call it when no feed runs).
+        True when the intraday flag flipped and the results were recomputed."""
+        now = self.clock()
+        with self.lock:
+            moved = self._session_flip(now)
+            if moved is None:
+                return False
+            self._changed[moved] = True
+            events = self.tracker.update(self.engine, moved, now)
+            self.recalc_count += 1
+            self.last_recalc = now
+        self._handle_events(events)
+        return True
+
+    @property
+    def intraday_session(self) -> bool:
+        """Whether intraday ratios apply now (as the engine computes)."""
+        return bool(self.engine.intraday_session)
+
+    @property
+    def next_session_boundary(self) -> float:
+        return self._next_boundary
+
     # ------------------------------------------------------------------ feed side
     def _on_change_request(self, payload: dict[str, Any]) -> None:
         """An approved change (here or on another workstation) is in the results within a second."""
@@ -196,7 +259,12 @@ class LiveMonitor:
         self.reload(book)
 
     def reload(self, book: Book) -> None:
+        sessions = self._load_sessions() if self._own_sessions else self.sessions
         with self.lock:
+            self.sessions = sessions
+            now = self.clock()
+            self.engine.intraday_session = trading_sessions.intraday_active(now, sessions, self.calendar)
+            self._next_boundary = trading_sessions.next_boundary(now, sessions, self.calendar)
             self.engine.reload(book)
             self._changed = np.zeros(book.n_acct, bool)
             self._reset = True
@@ -235,6 +303,9 @@ class LiveMonitor:
         credit_candidates: list[np.ndarray] = []
         with self.lock:
             touched: list[np.ndarray] = []
+            flipped = self._session_flip(now)
+            if flipped is not None:
+                touched.append(flipped)
             if px_codes:
                 idx = np.fromiter((b.sec_index.get(c, -1) for c in px_codes), np.int64, len(px_codes))
                 bad = idx < 0
@@ -378,7 +449,12 @@ class LiveMonitor:
 
     # ------------------------------------------------------------------ GUI side
     def take_changes(self) -> tuple[bool, np.ndarray]:
-        """(full reset?, changed account indices) since the last call; cheap, under the lock."""
+        """(full reset?, changed account indices) since the last call; cheap, under the lock.
+
+        Without a running feed no batch arrives to cross a session boundary, so the reader's timer
+        does (one float comparison; the recompute runs only at a boundary, a few times a day)."""
+        if not self.running and self.clock() >= self._next_boundary:
+            self.check_session()
         with self.lock:
             reset = self._reset
             changed = np.flatnonzero(self._changed)

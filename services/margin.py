@@ -170,6 +170,24 @@ class MarginEngine:
         changed = np.flatnonzero(old_status != self.status).astype(np.int32)
         return Diff(accts, changed, old_status[changed])
 
+    def set_intraday_session(self, active: bool) -> Diff:
+        """Enter or leave an intraday session (RISK_METHODS §1): intraday-financing accounts' longs
+        switch between the intraday and the long table. Ratios are re-resolved for every position and
+        everything is recomputed; the diff names the accounts whose IM or MM moved."""
+        old_status, old_im, old_mm = self.status.copy(), self.im.copy(), self.mm.copy()
+        self.intraday_session = bool(active)
+        b = self.book
+        self.im_ratio, self.mm_ratio, self.ratio_source = resolve(
+            b, b.pos_acct, b.pos_sec, b.pos_qty, self._ratio_index, self.intraday_session)
+        self.WT[2] = self.WT[1] * self.im_ratio
+        self.WT[3] = self.WT[1] * self.mm_ratio
+        self.W_s = np.ascontiguousarray(self.WT[:, self.by_sec])
+        self.recompute_all()
+        moved = np.flatnonzero((self.im != old_im) | (self.mm != old_mm)
+                               | (self.status != old_status)).astype(np.int32)
+        changed = moved[self.status[moved] != old_status[moved]]
+        return Diff(moved, changed, old_status[changed])
+
     # ------------------------------------------------------------------ compute
     def _pxb(self) -> np.ndarray:
         b = self.book

@@ -9,17 +9,18 @@ the effective time for it to apply.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 
 from services import changes
-from services.auth import User
+from services.auth import User, permitted
 from services.store import Store, _as_dt, ratio_settings_in_force
 
 TABLES = ("long", "short", "intraday")
+KIND = "stock_margin_ratio"
 
 
 @dataclass
@@ -52,6 +53,14 @@ def setting_problem(table: str, im: float, mm: float, effective: datetime | None
     if expires is not None and expires <= (effective or datetime.now(UTC)):
         return "the expiry must be after the effective time"
     return None
+
+
+def stock_status(store: Store) -> dict[str, str]:
+    """Each security's trading status from the store: suspended, halted (an intraday trading halt) or
+    trading — suspended wins when both flags are set. The editors re-read it on "Refresh stock status"."""
+    with store.begin() as conn:
+        rows = conn.execute(text("select code, suspended, halted from securities")).all()
+    return {str(c): "suspended" if s else "halted" if h else "trading" for c, s, h in rows}
 
 
 def security_codes(store: Store) -> list[str]:
@@ -123,3 +132,41 @@ def records(store: Store, code: str | None = None, now: datetime | None = None) 
             state = "superseded"
         out.append(SettingRecord(rid, c, kind, im, mm, status, start, end, state))
     return out
+
+
+@dataclass
+class MarginSettingsSnapshot:
+    """What one background read of the margin settings editor delivers: every record, the pending
+    requests on them, the codes, and each security's trading status (code → suspended / halted /
+    trading, also on each row as ``stock_status``)."""
+
+    rows: list[dict[str, Any]]
+    codes: list[str]
+    may_request: bool
+    new_requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (code, table) → insert request
+    stock_status: dict[str, str] = field(default_factory=dict)
+
+
+def load_margin_settings(store: Store, user: User) -> MarginSettingsSnapshot:
+    """Read the setting records with their state, pending requests and stock status (runs in a worker)."""
+    recs = records(store)
+    on_record: dict[int, int] = {}
+    new_requests: dict[tuple[str, str], int] = {}
+    for req in changes.listing(store, status="pending", kind=KIND):
+        if req.op == "insert":
+            ctx = req.context or {}
+            new_requests.setdefault((str(ctx.get("code")), str(ctx.get("table"))), req.id)
+        elif "id" in req.target_key:
+            on_record.setdefault(int(req.target_key["id"]), req.id)
+    codes = security_codes(store)
+    status = stock_status(store)
+    rows = []
+    for r in recs:
+        rid = on_record.get(r.id)
+        if rid is None and r.state == "in force":
+            rid = new_requests.get((r.code, r.table))
+        rows.append({"id": r.id, "code": r.code, "table": r.table, "im": r.im_ratio, "mm": r.mm_ratio,
+                     "state": r.state, "effective_from": r.effective_from, "expires_at": r.expires_at,
+                     "stock_status": status.get(r.code, "trading"),
+                     "request_id": rid, "request": f"request #{rid} pending" if rid else ""})
+    return MarginSettingsSnapshot(rows, codes, permitted(store, user, "request", KIND), new_requests, status)

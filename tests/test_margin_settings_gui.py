@@ -148,3 +148,53 @@ def test_future_proposal_then_sync_now(qtbot: Any, dock: MarginSettingsDock, sto
     states = {r["id"]: r["state"] for r in
               (dock.history_model.record_at(i) for i in range(dock.history_model.rowCount())) if r}
     assert states[new_id] == "in force" and states[rec["id"]] == "superseded"
+
+
+def _set_flags(store: Store, code: str, suspended: bool, halted: bool) -> None:
+    """The exchange's flags as the status feed writes them (operational data, not a risk parameter)."""
+    with store.begin() as conn:
+        conn.execute(text("update securities set suspended = :s, halted = :h where code = :c"),
+                     {"s": suspended, "h": halted, "c": code})
+
+
+def test_refresh_stock_status_updates_only_changed_rows(qtbot: Any, dock: MarginSettingsDock,
+                                                        store: Store) -> None:
+    col = dock.model.column_of("Status")
+    shown = dock.visible_records()
+    by_status = {r["code"]: r["stock_status"] for r in shown}
+    assert set(by_status.values()) <= {"trading", "suspended"} and "trading" in by_status.values()
+    with store.begin() as conn:
+        suspended = {c for (c,) in conn.execute(text("select code from securities where suspended"))}
+    assert {c for c, s in by_status.items() if s == "suspended"} == suspended & set(by_status)
+    a, b = sorted(c for c, s in by_status.items() if s == "trading")[:2]
+    rec_a = next(r for r in shown if r["code"] == a)
+    assert dock.select_record(rec_a["id"])
+    dock.search.setText("")
+
+    _set_flags(store, a, False, True)  # an intraday halt
+    _set_flags(store, b, True, True)  # suspended wins over halted
+    changed_rows: list[tuple[int, int]] = []
+    dock.model.dataChanged.connect(lambda tl, br: changed_rows.append((tl.row(), br.row())))
+    with qtbot.waitSignal(dock.stock_status.refreshed, timeout=WAIT) as sig:
+        dock.stock_status.button.click()
+    assert dock.snapshot is not None
+    n_records = sum(1 for r in dock.snapshot.rows if r["code"] in (a, b))  # every table's records of a and b
+    n_rows = sum(1 for r in dock.visible_records() if r["code"] in (a, b))  # those the long table shows
+    assert sig.args == [n_records] and n_records >= n_rows >= 2
+    # only the changed rows were repainted, never the whole table
+    assert sum(hi - lo + 1 for lo, hi in changed_rows) == n_rows
+    assert _rec(dock, rec_a["id"])["stock_status"] == "halted"
+    row = dock.model.row_of(rec_a["id"])
+    assert dock.model.data(dock.model.index(row, col)) == "halted"
+    rec_b = next(r for r in dock.visible_records() if r["code"] == b)
+    assert dock.model.data(dock.model.index(dock.model.row_of(rec_b["id"]), col)) == "suspended"
+    assert "2 changed" in dock.status.text() and f"{a} halted" in dock.status.text()
+    assert (dock.selected_record() or {}).get("id") == rec_a["id"]  # the selection is kept
+
+    with qtbot.waitSignal(dock.stock_status.refreshed, timeout=WAIT) as sig:
+        dock.stock_status.button.click()
+    assert sig.args == [0] and "no change" in dock.status.text()
+    _set_flags(store, a, False, False)
+    with qtbot.waitSignal(dock.stock_status.refreshed, timeout=WAIT):
+        dock.stock_status.button.click()
+    assert _rec(dock, rec_a["id"])["stock_status"] == "trading"

@@ -12,7 +12,6 @@ delivered, so a slow database never freezes the desk.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +30,14 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTabBar,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from services import changes, ratio_settings
-from services.auth import User, permitted
+from services import ratio_settings
+from services.auth import User
+from services.ratio_settings import MarginSettingsSnapshot, load_margin_settings
 from widgets.records import (
     ERROR_COLOUR,
     OVERDUE_TEXT,
@@ -46,13 +47,14 @@ from widgets.records import (
     error_text,
     set_tone,
 )
+from widgets.sessions_panel import SessionsPanel
+from widgets.stock_status import StatusRecordModel, StockStatusRefresher, status_field
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
     from services.store import Store
 
-KIND = "stock_margin_ratio"
 TABLES = (("long", "Long"), ("short", "Short-sell"), ("intraday", "Intraday"))
 CURRENT_STATES = ("in force", "pending")  # shown unless "show superseded / revoked" is ticked
 PENDING_ROW = QColor(92, 68, 8)  # amber row background for a pending setting record
@@ -87,49 +89,12 @@ def validate_setting(table: str, code: str, im_text: str, mm_text: str, codes: s
     return (code, im, mm), ""
 
 
-@dataclass
-class MarginSettingsSnapshot:
-    """What one background read delivers: every record, the pending requests on them, the codes."""
-
-    rows: list[dict[str, Any]]
-    codes: list[str]
-    may_request: bool
-    new_requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (code, table) → insert request
-
-
-def load_margin_settings(store: Store, user: User) -> MarginSettingsSnapshot:
-    """Read the setting records with their state and pending requests (runs in a worker)."""
-    recs = ratio_settings.records(store)
-    on_record: dict[int, int] = {}
-    new_requests: dict[tuple[str, str], int] = {}
-    for req in changes.listing(store, status="pending"):
-        if req.kind != KIND:
-            continue
-        if req.op == "insert":
-            ctx = req.context or {}
-            new_requests.setdefault((str(ctx.get("code")), str(ctx.get("table"))), req.id)
-        elif "id" in req.target_key:
-            on_record.setdefault(int(req.target_key["id"]), req.id)
-    codes = ratio_settings.security_codes(store)
-    rows = []
-    for r in recs:
-        rid = on_record.get(r.id)
-        if rid is None and r.state == "in force":
-            rid = new_requests.get((r.code, r.table))
-        rows.append({"id": r.id, "code": r.code, "table": r.table, "im": r.im_ratio, "mm": r.mm_ratio,
-                     "state": r.state, "effective_from": r.effective_from, "expires_at": r.expires_at,
-                     "request_id": rid, "request": f"request #{rid} pending" if rid else ""})
-    return MarginSettingsSnapshot(rows, codes, permitted(store, user, "request", KIND), new_requests)
-
-
 def _ratio(v: Any) -> str:
     return "" if v != v else f"{float(v):g}"
 
 
 def _record_fields(with_table: bool) -> list[Field]:
-    fields = [Field("Code", "code")]
-    if with_table:
-        fields.append(Field("Table", "table"))
+    fields = [Field("Code", "code"), Field("Table", "table") if with_table else status_field()]
     return [*fields,
             Field("IM", "im", "number", fmt=_ratio, tooltip="initial margin ratio"),
             Field("MM", "mm", "number", fmt=_ratio, tooltip="maintenance margin ratio"),
@@ -168,8 +133,17 @@ class MarginSettingsDock(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 4)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        page = QWidget()
+        self.sessions = SessionsPanel()
+        self.tabs.addTab(page, "Stock margin ratios")
+        self.tabs.addTab(self.sessions, "Trading sessions")
+        outer.addWidget(self.tabs)
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 4, 0, 0)
         lay.setSpacing(6)
         bar = QHBoxLayout()
         self.switcher = QTabBar()
@@ -192,12 +166,14 @@ class MarginSettingsDock(QWidget):
         self.status = QLabel("")
         self.status.setProperty("role", "caption")
         bar.addWidget(self.status)
+        self.model = StatusRecordModel(_record_fields(False), self)
+        self.stock_status = StockStatusRefresher(self.model, self.status, self)
+        bar.addWidget(self.stock_status.button)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(lambda: self.refresh())
         bar.addWidget(self.refresh_button)
         lay.addLayout(bar)
 
-        self.model = RecordTableModel(_record_fields(False), self)
         self.model.row_background = self._row_background
         self.model.set_filter(self._visible)
         self.view = make_table(self.model)
@@ -326,11 +302,15 @@ class MarginSettingsDock(QWidget):
     # ------------------------------------------------------------------ wiring
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
+        self.stock_status.set_context(store, tasks)
+        self.sessions.set_context(store, user, tasks)
         self.refresh()
 
     def stop(self) -> None:
-        """Cancel the read and any submission in flight (their results are dropped)."""
+        """Cancel the reads and any submission in flight (their results are dropped)."""
         self._load.cancel()
+        self.stock_status.stop()
+        self.sessions.stop()
         if self._submit_task is not None:
             self._submit_task.cancel()
         self._submit_task = None
@@ -340,6 +320,7 @@ class MarginSettingsDock(QWidget):
         if self.store is None or self.user is None or self.tasks is None:
             return
         self._load.request()
+        self.sessions.refresh()
 
     def _start_load(self, on_done: Any, on_error: Any) -> Any:
         assert self.tasks is not None
@@ -358,6 +339,7 @@ class MarginSettingsDock(QWidget):
             i = r["id"]
             self._table_of[i], self._state_of[i], self._code_of[i] = r["table"], r["state"], r["code"].lower()
         self.model.set_records(snap.rows)
+        self.stock_status.set_baseline(snap.stock_status)
         if not self._fitted and snap.rows:
             fit_columns(self.view, 220)
             self._fitted = True
