@@ -166,7 +166,8 @@ def save_decisions(store: Store, decisions: list[Decision]) -> None:
     for d in decisions:
         o = d.order
         ts = datetime.fromtimestamp(d.ts, UTC)
-        rows.append((ts.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else ts,  # as SQLAlchemy stores it d.trading_day.isoformat() if sqlite else d.trading_day,
+        rows.append((ts.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else ts,  # as SQLAlchemy stores it
+                     d.trading_day.isoformat() if sqlite else d.trading_day,
                      o.client_order_id, o.account, o.trader, o.code, o.side, o.qty, d.price, d.notional, d.decision,
                      json.dumps([r.as_json() for r in d.reasons]) if d.reasons else "[]", False))
     with store.begin() as conn:
