@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--status", choices=["safe", "warning", "call", "force"], action="append",
                    help="only accounts with this status (repeatable)")
 
+    s = sub.add_parser("stress", help="stressed margin under a scenario file (RISK_METHODS §3)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db")
+    src.add_argument("--book")
+    s.add_argument("--scenario", required=True, help="scenario JSON file (DESIGN.md)")
+    s.add_argument("--json", action="store_true", help="JSON on stdout (the default output)")
+
+    s = sub.add_parser("lcs", help="SFC liquid-capital-shortfall test with the top 10 stocks (RISK_METHODS §4)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--db")
+    src.add_argument("--book")
+    s.add_argument("--lc", required=True, help="liquid capital (HKD)")
+    s.add_argument("--rlc", required=True, help="required liquid capital (HKD)")
+    s.add_argument("--json", action="store_true", help="JSON on stdout (the default output)")
+
     s = sub.add_parser("feed-sim", help="publish a live feed from a store")
     s.add_argument("--db", help="store to publish from (default: the local demo store)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5599")
@@ -246,6 +261,47 @@ def cmd_margin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stress(args: argparse.Namespace) -> int:
+    from services import stress
+    from services.margin import MarginEngine
+
+    book = _load_book(args)
+    if book.n_acct == 0:
+        raise CliError("the book has no accounts: nothing to stress")
+    try:
+        sc = stress.load_scenario(args.scenario, book)
+    except stress.ScenarioError as e:
+        raise CliError(f"scenario {args.scenario}: {e}") from None
+    json.dump(stress.run(MarginEngine(book), sc).as_json(), sys.stdout, separators=(",", ":"))
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_lcs(args: argparse.Namespace) -> int:
+    from services import lcs
+    from services.margin import MarginEngine
+
+    try:
+        lc, rlc = lcs.check_inputs(args.lc, args.rlc)
+        book = _load_book(args)
+        result = lcs.run(MarginEngine(book), lc, rlc, suspended_long=_suspended_long(args, book))
+    except lcs.LcsError as e:
+        raise CliError(str(e)) from None
+    json.dump(result.as_json(), sys.stdout, separators=(",", ":"))
+    sys.stdout.write("\n")
+    return 0
+
+
+def _suspended_long(args: argparse.Namespace, book: Any) -> Any:
+    """From a store: suspended for 3 business days or more (RISK_METHODS §4); a book file only says
+    suspended or not, which counts as long-suspended (the conservative reading)."""
+    if getattr(args, "book", None):
+        return None
+    from services.lcs_store import long_suspended
+
+    return long_suspended(_open_store(args.db), book)
+
+
 def cmd_feed_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -397,6 +453,8 @@ def cmd_check_server(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "check-server": cmd_check_server,
+    "stress": cmd_stress,
+    "lcs": cmd_lcs,
     "template": cmd_template,
     "import": cmd_import,
     "audit": cmd_audit,

@@ -197,27 +197,33 @@ class MarginEngine:
         b = self.book
         self.pxb = self._pxb()
         self.cash_base = b.cash @ b.fx
+        self.sums = self.sums_at(self.pxb)  # (4, n_acct): net, gross, IM, MM — each row contiguous
+
+    def sums_at(self, pxb: np.ndarray) -> np.ndarray:
+        """Account sums (net, gross, IM, MM) at base-currency prices ``pxb`` — the live ones, or a
+        stress scenario's (nothing in the engine changes)."""
+        b = self.book
         sums = np.zeros((4, b.n_acct))
         if b.n_pos:
             seg = np.empty((4, self._seg_starts.shape[0]))
             chunks = self._chunks
             if len(chunks) >= 4:
                 half = len(chunks) // 2
-                f = _pool().submit(self._sum_chunks, chunks[:half], seg)
-                self._sum_chunks(chunks[half:], seg)
+                f = _pool().submit(self._sum_chunks, chunks[:half], seg, pxb)
+                self._sum_chunks(chunks[half:], seg, pxb)
                 f.result()
             else:
-                self._sum_chunks(chunks, seg)
+                self._sum_chunks(chunks, seg, pxb)
             sums[:, self._nonempty] = seg
-        self.sums = sums  # (4, n_acct): net, gross, IM, MM — each row contiguous
+        return sums
 
-    def _sum_chunks(self, chunks: list[tuple[int, int, int, int]], seg: np.ndarray) -> None:
+    def _sum_chunks(self, chunks: list[tuple[int, int, int, int]], seg: np.ndarray, pxb: np.ndarray) -> None:
         """Segment sums of W·pxb[sec] over cache-sized chunks that end on account boundaries.
 
         Chunks keep the gathered prices and products in cache (9 ms vs 15 ms for one
         pass over 1M positions here); numpy releases the GIL, so two threads split them (6.4 ms).
         """
-        sec, pxb, WT, starts = self.book.pos_sec, self.pxb, self.WT, self._seg_starts
+        sec, WT, starts = self.book.pos_sec, self.WT, self._seg_starts
         g = np.empty(_CHUNK * 2)
         buf = np.empty((4, _CHUNK * 2))
         for lo, hi, sa, sb in chunks:
