@@ -26,6 +26,7 @@ class GroupUsage:
     limit: float
     loan: float
     accounts: list[str]
+    id: int = 0  # credit_groups.id (the key of its change requests)
 
     @property
     def usage(self) -> float:
@@ -63,17 +64,18 @@ def credit_usage(engine: MarginEngine, store: Store | None = None) -> CreditUsag
     if store is not None and b.acct_ids is not None:
         with store.begin() as conn:
             rows = conn.execute(text(
-                "select g.name, g.limit_amount, m.account_id from credit_groups g "
+                "select g.name, g.limit_amount, m.account_id, g.id from credit_groups g "
                 "left join credit_group_members m on m.group_id = g.id order by g.name")).all()
             limits = {d: float(a) for d, a in conn.execute(text("select dimension, amount from company_limits"))}
-        by_group: dict[str, tuple[float, list[int]]] = {}
-        for name, lim, acct_id in rows:
-            entry = by_group.setdefault(name, (float(lim), []))
+        by_group: dict[str, tuple[float, list[int], int]] = {}
+        for name, lim, acct_id, group_id in rows:
+            entry = by_group.setdefault(name, (float(lim), [], int(group_id)))
             if acct_id is not None:
                 entry[1].append(int(acct_id))
-        for name, (lim, ids) in by_group.items():
+        for name, (lim, ids, group_id) in by_group.items():
             idx = np.searchsorted(b.acct_ids, np.array(ids, np.int64)) if ids else np.zeros(0, np.int64)
-            groups.append(GroupUsage(name, lim, float(loan[idx].sum()), [b.acct_codes[i] for i in idx.tolist()]))
+            groups.append(GroupUsage(name, lim, float(loan[idx].sum()), [b.acct_codes[i] for i in idx.tolist()],
+                                     group_id))
     total_loans = float(loan.sum())
     capital = limits.get("capital")
     total_fin = limits.get("total_financing")
@@ -136,24 +138,83 @@ def delete_closed_limits(store: Store, user: Any, reason: str) -> list[int]:
             for i in ids]
 
 
-def limit_history(store: Store, account: str | None = None, start: Any = None, end: Any = None
-                  ) -> list[dict[str, Any]]:
-    """Credit snapshots: every applied financing-limit change (who, when, before, after, request)."""
+def limit_history(store: Store, account: str | None = None, start: Any = None, end: Any = None,
+                  search: str | None = None) -> list[dict[str, Any]]:
+    """Credit snapshots: every applied financing-limit change (who, when, before, after, request), oldest
+    first, from the audit trail. ``start`` (inclusive) and ``end`` (exclusive) are aware datetimes;
+    ``account`` is an exact account code; ``search`` matches, without case, part of the account code,
+    the client code or the client name."""
     import json
 
     from services import audit
 
     with store.begin() as conn:
-        ids = {r[0]: r[1] for r in conn.execute(text("select id, code from accounts"))}
+        ids = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(text(
+            "select a.id, a.code, c.code, c.name from accounts a join clients c on c.id = a.client_id"))}
+    needle = (search or "").strip().casefold()
     out = []
     for r in reversed(audit.rows(store, start, end, entity="financing_limits")):
         if r["action"] != "apply":
             continue
         key = json.loads(r["entity_key"] or "{}")
-        code = ids.get(key.get("account_id"))
+        code, client, name = ids.get(key.get("account_id"), (None, None, None))
         if account is not None and code != account:
             continue
+        if needle and not any(needle in (v or "").casefold() for v in (code, client, name)):
+            continue
         before, after = json.loads(r["before"] or "{}"), json.loads(r["after"] or "{}")
-        out.append({"ts": r["ts"], "account": code, "by": r["actor"], "request_id": r["request_id"],
-                    "before": before.get("amount"), "after": after.get("amount")})
+        b, a = before.get("amount"), after.get("amount")
+        out.append({"ts": r["ts"], "account": code, "client": client, "client_name": name, "by": r["actor"],
+                    "request_id": r["request_id"], "before": b, "after": a,
+                    "change": None if a is None and b is None else (a or 0.0) - (b or 0.0)})
     return out
+
+
+def client_financing(store: Store) -> dict[str, Any]:
+    """Client financing from the stored cash balances of margin and intraday accounts (not closed).
+
+    - ``currencies``: per currency, the debit balances (negative cash, as a positive amount) in that
+      currency and in HKD at the stored rate, the number of accounts in debit and the currency's share
+      of all debits in HKD — what the firm lends in each currency;
+    - ``over_limit``: accounts whose loan (`max(0, −Σ cash · fx)`, RISK_METHODS §1) exceeds their
+      financing limit, largest excess first, with client, limit, loan, excess and usage;
+    - totals: ``total_debit_hkd`` (sum of the per-currency debits) and ``total_loan_hkd`` (sum of
+      loans: a credit in one currency offsets a debit in another).
+    Plain floats, strings and lists only, so it crosses threads and processes as it is."""
+    with store.begin() as conn:
+        fx = {str(c): float(r) for c, r in conn.execute(text("select code, fx_rate from currencies"))}
+        rows = conn.execute(text(
+            "select a.id, a.code, c.code as client, c.name as client_name, b.currency, b.amount "
+            "from cash_balances b join accounts a on a.id = b.account_id join clients c on c.id = a.client_id "
+            "where a.type <> 'cash' and a.closed = :f"), {"f": False}).all()
+        limits = {int(a): float(v) for a, v in conn.execute(text("select account_id, amount from financing_limits"))}
+    per_ccy: dict[str, list[float]] = {}
+    cash: dict[int, float] = {}
+    who: dict[int, tuple[str, str, str]] = {}
+    for r in rows:
+        rate = fx.get(r.currency)
+        if rate is None:
+            raise ValueError(f"currency {r.currency} of {r.code} has no exchange rate")
+        amount = float(r.amount)
+        cash[r.id] = cash.get(r.id, 0.0) + amount * rate
+        who[r.id] = (r.code, r.client, r.client_name)
+        if amount < 0:
+            entry = per_ccy.setdefault(r.currency, [0.0, 0.0, 0.0])
+            entry[0] += -amount
+            entry[1] += -amount * rate
+            entry[2] += 1
+    total_debit = sum(v[1] for v in per_ccy.values())
+    currencies = [{"currency": c, "fx_rate": fx[c], "debit": v[0], "debit_hkd": v[1], "accounts": int(v[2]),
+                   "share": v[1] / total_debit if total_debit > 0 else 0.0}
+                  for c, v in sorted(per_ccy.items(), key=lambda kv: -kv[1][1])]
+    over: list[dict[str, Any]] = []
+    for acct_id, c in cash.items():
+        loan = max(0.0, -c)
+        limit = limits.get(acct_id, 0.0)
+        if loan > limit:
+            code, client, name = who[acct_id]
+            over.append({"account": code, "client": client, "client_name": name, "limit": limit, "loan": loan,
+                         "over": loan - limit, "usage": loan / limit if limit > 0 else None})
+    over.sort(key=lambda o: (-float(o["over"]), str(o["account"])))
+    return {"currencies": currencies, "over_limit": over, "total_debit_hkd": total_debit,
+            "total_loan_hkd": sum(max(0.0, -c) for c in cash.values())}

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
-from services import audit
+from services import audit, credit_groups
 from services.changes import insert_id_floor
 from services.store import Store
 
@@ -45,9 +45,23 @@ class ImportKind:
     columns: tuple[Col, ...]
     change_kind: str
     # row (validated dict) + lookups → (key, after, op, amount) of one change request
-    to_request: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any], str, float | None]]
+    to_request: Callable[[dict[str, Any], dict[str, Any]],
+                         tuple[dict[str, Any], dict[str, Any], str, float | None]] | None
     cross_check: Callable[[dict[str, Any], dict[str, Any]], list[tuple[str, str]]] = field(
         default=lambda r, lk: [])
+    # kinds whose rows need more of the store than `_lookups` reads (read in the same transaction)
+    extra_lookups: Callable[[Connection], dict[str, Any]] | None = None
+    # a row that becomes several requests, possibly of other kinds: dicts with kind, key, after, op,
+    # amount, context (used instead of `to_request`)
+    to_requests: Callable[[dict[str, Any], dict[str, Any]], list[dict[str, Any]]] | None = None
+
+    def requests(self, r: dict[str, Any], lk: dict[str, Any]) -> list[dict[str, Any]]:
+        """The change requests of one valid row."""
+        if self.to_requests is not None:
+            return self.to_requests(r, lk)
+        assert self.to_request is not None
+        key, after, op, amount = self.to_request(r, lk)
+        return [{"kind": self.change_kind, "key": key, "after": after, "op": op, "amount": amount, "context": {}}]
 
 
 def _mm_le_im(r: dict[str, Any], lk: Any = None) -> list[tuple[str, str]]:
@@ -131,7 +145,17 @@ KINDS: dict[str, ImportKind] = {
         (Col("account", "account", help="margin account code"),
          Col("amount", "amount", help="financing limit in HKD, ≥ 0")),
         "financing_limit",
-        lambda r, lk: ({"account_id": lk["acct"][r["account"]]}, {"amount": r["amount"]}, "update", r["amount"])),
+        lambda r, lk: ({"account_id": lk["acct"][r["account"]]}, {"amount": r["amount"]},
+                       "update" if lk["acct"][r["account"]] in lk["financing_limits"] else "insert", r["amount"])),
+    "credit-groups": ImportKind(
+        "credit-groups", "Credit groups (shared financing lines)",
+        (Col("group_name", "text", help="credit group name; a name not yet in the store creates the group"),
+         Col("account", "account", help="margin account code that joins the group (one group per account)"),
+         Col("group_limit", "amount", required=False,
+             help="the group's shared limit in HKD, ≥ 0: required on a new group's first row; on an existing "
+                  "group a different value proposes the new limit")),
+        "credit_group_member", None, credit_groups.import_checks,
+        extra_lookups=credit_groups.import_lookups, to_requests=credit_groups.import_requests),
 }
 
 
@@ -255,7 +279,8 @@ def read_rows(path: str | Path) -> tuple[list[str], list[tuple[int, list[Any]]],
 
 
 # ---------------------------------------------------------------------------------------- validation
-def _lookups(store: Store) -> dict[str, Any]:
+def _lookups(store: Store, kind: ImportKind | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
     with store.begin() as conn:
         sec: dict[str, int] = dict(conn.execute(text("select code, id from securities")).all())
         acct: dict[str, int] = dict(conn.execute(text("select code, id from accounts where closed = false")).all()
@@ -271,6 +296,9 @@ def _lookups(store: Store) -> dict[str, Any]:
         stock_groups: dict[str, int] = dict(conn.execute(text("select name, id from stock_groups")).all())
         indices: dict[str, int] = dict(conn.execute(text("select code, id from indices")).all())
         members = {tuple(r) for r in conn.execute(text("select index_id, security_id from index_members")).all()}
+        financing = {int(a) for (a,) in conn.execute(text("select account_id from financing_limits"))}
+        if kind is not None and kind.extra_lookups is not None:
+            extra = kind.extra_lookups(conn)
 
     def next_id(table: str) -> int:
         top[table] += 1
@@ -281,7 +309,8 @@ def _lookups(store: Store) -> dict[str, Any]:
 
     return {"sec": sec, "acct": acct, "ratio_ids": ratio_ids, "next_ratio_id": next_ratio_id,
             "next_id": next_id, "trading_limits": trading, "client_groups": client_groups,
-            "stock_groups": stock_groups, "indices": indices, "index_members": members}
+            "stock_groups": stock_groups, "indices": indices, "index_members": members,
+            "financing_limits": financing, **extra}
 
 
 def _check(c: Col, v: Any, lk: dict[str, Any]) -> tuple[Any, str | None]:
@@ -351,7 +380,7 @@ def validate_file(store: Store, kind: str, path: str | Path,
         raise ImportFileError(f"{Path(path).name}: missing column(s) {', '.join(missing)} in the header row "
                               f"(expected {', '.join(c.name for c in k.columns)})")
     pos = {c.name: header.index(c.name) for c in k.columns if c.name in header}
-    lk = _lookups(store)
+    lk = _lookups(store, k)
     valid: list[tuple[int, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], int] = {}
@@ -389,18 +418,29 @@ def validate_file(store: Store, kind: str, path: str | Path,
 
 
 def apply_rows(store: Store, user: Any, report: ImportReport, reason: str) -> ImportReport:
-    """Submit every valid row as a change request (nothing changes until each is approved)."""
+    """Submit every valid row as change requests (nothing changes until each is approved).
+
+    All the requests and the import's audit record are written in one transaction: a row the store
+    refuses (e.g. a target changed meanwhile) leaves no request of the file behind."""
     from services import changes
 
     k = _kind(report.kind)
-    lk = _lookups(store)
+    lk = _lookups(store, k)
     ids = []
-    for rown, rec in report.valid_rows:
-        key, after, op, amount = k.to_request(rec, lk)
-        ids.append(changes.submit(store, user, k.change_kind, key, after, f"{reason} (import row {rown})",
-                                  op=op, amount=amount, context={"import": report.kind, "row": rown}))
-    audit.record(store, user.login, "import", report.kind, f"{len(ids)} requests",
-                 after=f"sha256={report.sha256} rows={report.rows} valid={len(report.valid_rows)}")
+    with store.begin() as conn:
+        for rown, rec in report.valid_rows:
+            try:
+                reqs = k.requests(rec, lk)
+            except KeyError as e:  # an account, code or group the check saw is gone (closed, deleted)
+                raise changes.ChangeError(f"row {rown}: {e.args[0]!r} is no longer in the store; check the file "
+                                          "again — no request of this file was submitted") from e
+            for req in reqs:
+                ids.append(changes.submit(
+                    store, user, req["kind"], req["key"], req["after"], f"{reason} (import row {rown})",
+                    op=req["op"], amount=req["amount"],
+                    context={**req["context"], "import": report.kind, "row": rown}, conn=conn))
+        audit.append(conn, store.kind, user.login, "import", report.kind, f"{len(ids)} requests",
+                     after=f"sha256={report.sha256} rows={report.rows} valid={len(report.valid_rows)}")
     report.applied = True
     report.request_ids = ids
     return report

@@ -3,6 +3,8 @@ credit tables are changed only through approved requests (and not at all by app 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -51,8 +53,9 @@ def test_account_group_and_company_usage(sqlite_url: str) -> None:
 def test_blacklist_by_account_and_by_client(sqlite_url: str) -> None:
     st = _store(sqlite_url)
     rita, sam = auth.User("rita", "R", "risk_officer"), auth.User("sam", "S", "supervisor")
-    for after in ({"account_id": 1, "tag": "Credit"}, {"client_id": 2, "tag": "Credit"},
-                  {"account_id": 3, "tag": "Asset Transfer"}):
+    subjects: tuple[dict[str, Any], ...] = ({"account_id": 1, "tag": "Credit"}, {"client_id": 2, "tag": "Credit"},
+                                            {"account_id": 3, "tag": "Asset Transfer"})
+    for after in subjects:
         rid = changes.submit(st, rita, "blacklist", {"id": after.get("account_id", 0) * 10 + after.get("client_id", 0)},
                              after, "compliance", op="insert")
         changes.approve(st, sam, rid)
@@ -101,3 +104,54 @@ def test_create_credited_client_history_and_closed_accounts(sqlite_url: str) -> 
     (rid,) = credit.delete_closed_limits(st, rita, "closed accounts clean-up")
     changes.approve(st, sam, rid)
     assert st.load_book().financing_limit.tolist() == [80_000.0, 0.0, 200_000.0]
+
+
+def test_limit_history_filters_by_client_and_time(sqlite_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from services import credit
+
+    st = _store(sqlite_url)
+    rita, sam = auth.User("rita", "R", "risk_officer"), auth.User("sam", "S", "supervisor")
+
+    def change(acct_id: int, amount: float) -> None:
+        rid = changes.submit(st, rita, "financing_limit", {"account_id": acct_id}, {"amount": amount}, "review")
+        changes.approve(st, sam, rid)
+
+    change(1, 80_000.0)
+    change(2, 120_000.0)
+    mid = datetime.now(UTC)
+    change(1, 70_000.0)
+    changes.submit(st, rita, "financing_limit", {"account_id": 2}, {"amount": 1.0}, "pending: not an event")
+    everything = credit.limit_history(st)
+    assert [(h["account"], h["before"], h["after"], h["change"]) for h in everything] == [
+        ("M1", 50_000.0, 80_000.0, 30_000.0), ("M2", 100_000.0, 120_000.0, 20_000.0),
+        ("M1", 80_000.0, 70_000.0, -10_000.0)]
+    assert everything[0]["client"] == "CM1" and everything[0]["by"] == "rita"
+    assert [h["after"] for h in credit.limit_history(st, search="cm1")] == [80_000.0, 70_000.0]  # client code
+    assert [h["after"] for h in credit.limit_history(st, search="m2")] == [120_000.0]
+    assert [h["after"] for h in credit.limit_history(st, start=mid)] == [70_000.0]
+    assert [h["after"] for h in credit.limit_history(st, end=mid)] == [80_000.0, 120_000.0]
+    assert credit.limit_history(st, search="M1", end=mid)[0]["request_id"] is not None
+
+
+def test_client_financing_by_currency_and_over_limit(sqlite_url: str) -> None:
+    from services.credit import client_financing
+
+    st = Store(sqlite_url)
+    st.migrate()
+    # USD at 7.8. M1: −60,000 HKD and −1,000 USD → loan 67,800 vs limit 50,000 (17,800 over)
+    # M2: −30,000 HKD but +5,000 USD (39,000 HKD) → no loan, yet an HKD debit of 30,000
+    # M5: −1,000 HKD with no limit → 1,000 over; C4 is a cash account (not client financing)
+    st.save_book(make_book([_acct("M1", -60_000, -1_000, limit=50_000), _acct("M2", -30_000, 5_000, limit=100_000),
+                            _acct("M3", 10_000, limit=0), _acct("C4", -5_000, type_="cash", limit=0),
+                            _acct("M5", -1_000, limit=0)], []))
+    f = client_financing(st)
+    assert [(c["currency"], c["debit"], c["debit_hkd"], c["accounts"]) for c in f["currencies"]] == [
+        ("HKD", 91_000.0, 91_000.0, 3), ("USD", 1_000.0, 7_800.0, 1)]
+    assert f["total_debit_hkd"] == 98_800.0
+    assert f["currencies"][1]["share"] == pytest.approx(7_800 / 98_800)
+    assert f["total_loan_hkd"] == 68_800.0
+    assert [(o["account"], o["client"], o["limit"], o["loan"], o["over"]) for o in f["over_limit"]] == [
+        ("M1", "CM1", 50_000.0, 67_800.0, 17_800.0), ("M5", "CM5", 0.0, 1_000.0, 1_000.0)]
+    assert f["over_limit"][0]["usage"] == pytest.approx(1.356) and f["over_limit"][1]["usage"] is None

@@ -169,3 +169,93 @@ def test_index_members_import_sets_levels(store: Store, tmp_path: Path) -> None:
         changes.approve(store, sam, rid)
     after = store.load_book()
     assert after.level[after.sec_index[l3[0]]] == 1 and after.level[after.sec_index[l3[1]]] == 2
+
+
+def test_credit_groups_xlsx_round_trip_new_and_existing_groups(store: Store, tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from services import credit_groups
+    from services.credit import credit_usage
+    from services.margin import MarginEngine
+
+    rita, sam = auth.User("rita", "Rita", "risk_officer"), auth.User("sam", "Sam", "supervisor")
+    book = store.load_book()
+    margin = [c for c, t in zip(book.acct_codes, book.acct_type.tolist(), strict=True) if t == 1]
+    cash = next(c for c, t in zip(book.acct_codes, book.acct_type.tolist(), strict=True) if t == 0)
+    m = margin[:7]
+    rid = credit_groups.submit_new_group(store, rita, "Existing", 500_000, "set up")
+    changes.approve(store, sam, rid)
+    gid = changes.get(store, rid).target_key["id"]
+    changes.approve(store, sam, credit_groups.submit_add_member(store, rita, gid, m[6], "set up"))
+
+    p = tmp_path / "groups.xlsx"
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "template", "credit-groups", "--out", str(p)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [c.value for c in load_workbook(p)["Data"][1]] == ["group_name", "account", "group_limit"]
+    _fill(p, [("Chan family", m[0], 2_000_000), ("Chan family", m[1], None), ("Existing", m[2], 900_000),
+              ("Wong", m[3], None), ("Chan family", cash, None), ("Chan family", m[0], None),
+              ("Existing", m[4], "abc"), ("Lee", "NOPE", 1), ("Existing", m[6], None),
+              ("Chan family", m[5], 1_500_000)])
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "import", "credit-groups", str(p), "--db",
+                        str(store.url), "--dry-run", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["kind"], out["rows"], out["valid"], out["applied"]) == ("credit-groups", 10, 3, False)
+    assert [(e["row"], e["column"], e["value"]) for e in out["errors"]] == [
+        (5, "group_limit", None), (6, "account", cash), (7, "account", m[0]), (8, "group_limit", "abc"),
+        (9, "account", "NOPE"), (10, "account", m[6]), (11, "group_limit", 1_500_000)]
+    msgs = [e["message"] for e in out["errors"]]
+    assert msgs[0] == "“Wong” is a new group: give its limit (on its first row)"
+    assert "cash account" in msgs[1] and msgs[2] == "duplicate of row 2" and msgs[3] == "not a number"
+    assert msgs[5] == f"{m[6]} is already in credit group “Existing”"
+    assert msgs[6] == "differs from 2,000,000.00 given for “Chan family” on an earlier row"
+
+    with store.begin() as conn:
+        before = conn.execute(text("select count(*) from credit_group_members")).scalar()
+    rep = apply_rows(store, rita, validate_file(store, "credit-groups", p), "group review")
+    reqs = [changes.get(store, i) for i in rep.request_ids]
+    assert [(q.kind, q.op) for q in reqs] == [
+        ("credit_group", "insert"), ("credit_group_member", "insert"), ("credit_group_member", "insert"),
+        ("credit_group", "update"), ("credit_group_member", "insert")]
+    assert reqs[0].after == {"name": "Chan family", "limit_amount": 2_000_000.0}
+    assert reqs[3].before == {"limit_amount": 500_000.0} and reqs[3].after == {"limit_amount": 900_000.0}
+    assert reqs[1].target_key["group_id"] == reqs[0].target_key["id"] and reqs[1].context["new_group"] is True
+    with store.begin() as conn:
+        assert conn.execute(text("select count(*) from credit_group_members")).scalar() == before  # not applied
+    for q in reqs:
+        assert changes.approve(store, sam, q.id) == "approved"
+    groups = {g.name: (g.limit, sorted(g.accounts)) for g in
+              credit_usage(MarginEngine(store.load_book()), store).groups}
+    assert groups == {"Chan family": (2_000_000.0, sorted(m[:2])), "Existing": (900_000.0, sorted([m[2], m[6]]))}
+    again = validate_file(store, "credit-groups", p)
+    assert again.already_imported and "rita" in again.already_imported
+
+
+def test_financing_limit_import_inserts_a_first_limit_and_applies_all_or_nothing(store: Store,
+                                                                                  tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    rita = auth.User("rita", "Rita", "risk_officer")
+    with store.begin() as conn:
+        (a, la), (b, _lb) = conn.execute(text(
+            "select a.code, f.amount from accounts a join financing_limits f on f.account_id = a.id "
+            "where a.type = 'margin' order by a.id limit 2")).all()
+        conn.execute(text("delete from financing_limits where account_id = (select id from accounts where code = :c)"),
+                     {"c": b})
+        pending = conn.execute(text("select count(*) from change_requests where status = 'pending'")).scalar()
+    p = tmp_path / "fl.csv"
+    p.write_text(f"account,amount\n{a},{la + 1000}\n{b},300000\n", encoding="utf-8")
+    rep = validate_file(store, "financing-limits", p)
+    assert rep.errors == [] and len(rep.valid_rows) == 2
+    with store.begin() as conn:  # the second account closes between the check and the submission
+        conn.execute(text("update accounts set closed = 1 where code = :c"), {"c": b})
+    with pytest.raises(changes.ChangeError, match=f"row 3: '{b}' is no longer in the store"):
+        apply_rows(store, rita, rep, "limits")
+    with store.begin() as conn:
+        assert conn.execute(text("select count(*) from change_requests where status = 'pending'")).scalar() == pending
+        conn.execute(text("update accounts set closed = 0 where code = :c"), {"c": b})
+    rep = apply_rows(store, rita, validate_file(store, "financing-limits", p), "limits")
+    first, second = (changes.get(store, i) for i in rep.request_ids)
+    assert (first.op, first.before, first.after) == ("update", {"amount": la}, {"amount": la + 1000})
+    assert (second.op, second.after) == ("insert", {"amount": 300_000.0})  # a first limit for the account

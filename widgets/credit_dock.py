@@ -1,5 +1,10 @@
-"""The credit dock (issue 4 "Credit"): company limits, financing-limit usage of every credited
-account, credit groups, and an inline form that turns a new limit into a change request.
+"""The credit dock (issue 4 "Credit"): company limits over a tab per view —
+- Financing limits: usage of every credited account with the adjust-limit form, and "Bulk update…"
+  (a reviewed batch from a file, `widgets.limit_batch_dialog`);
+- Credit groups: shared limits with their usage bars and the create / rename / members form
+  (`widgets.credit_groups_panel`);
+- Snapshots: every limit change event by account/client and time (`widgets.credit_snapshots`);
+- Client financing: loans by currency and the clients over their limit (`widgets.credit_financing`).
 
 Two cadences, so the feed thread and the database are never waited on by the window:
 - every 2 s the account table copies loan, limit and equity from the live engine under the
@@ -7,176 +12,71 @@ Two cadences, so the feed thread and the database are never waited on by the win
 - every ~10 s (and on `refresh`) `credit_usage` runs in the task runner on a copy of those arrays,
   for what needs the store: credit groups and company limits.
 Sorting and the "over limit only" / search filters are numpy over the dock's own copies, so a
-filter shows exactly the accounts whose copied loan exceeds their limit.
+filter shows exactly the accounts whose copied loan exceeds their limit. The snapshots and client
+financing tabs read the store in the task runner when first shown and on Refresh.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QPainter, QPalette
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSplitter,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
-    QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from services.auth import User
-from services.credit import CreditUsage, GroupUsage, credit_usage
-from widgets.array_model import SORT_ROLE, ArrayTableModel, Column, number_column
+from widgets.array_model import ArrayTableModel, Column, number_column
+from widgets.credit_financing import ClientFinancingPanel
+from widgets.credit_groups_panel import CreditGroupsPanel
+from widgets.credit_parts import (
+    KIND,
+    OVER_TEXT,
+    USAGE_OK,
+    USAGE_OVER,
+    USAGE_WARN,
+    CreditSnapshot,
+    UsageBarDelegate,
+    load_credit,
+    short_money,
+    stretch_column,
+    submit_limit,
+    usage_colour,
+    usage_text,
+    validate_limit,
+)
+from widgets.credit_snapshots import CreditSnapshotsPanel
+from widgets.credit_strip import CompanyLimitsStrip
 from widgets.formatting import money
 from widgets.locking import try_lock
-from widgets.records import (
-    ERROR_COLOUR,
-    CoalescedLoad,
-    Field,
-    RecordTableModel,
-    error_text,
-    set_tone,
-    value_text,
-)
+from widgets.records import ERROR_COLOUR, CoalescedLoad, error_text, set_tone, value_text
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
     from services.live import LiveMonitor
     from services.store import Store
+    from widgets.limit_batch_dialog import LimitBatchDialog
 
-KIND = "financing_limit"
+__all__ = ["KIND", "USAGE_OK", "USAGE_OVER", "USAGE_WARN", "CreditDock", "CreditSnapshot", "load_credit",
+           "short_money", "submit_limit", "usage_colour", "usage_text", "validate_limit"]
+
 LIVE_MS = 2_000
 STORE_MS = 10_000
-USAGE_OK = QColor(46, 160, 67)  # < 80 %
-USAGE_WARN = QColor(187, 128, 9)  # 80–100 %
-USAGE_OVER = QColor(218, 54, 51)  # > 100 %
-OVER_TEXT = QColor(248, 81, 73)
+TABS = ("Financing limits", "Credit groups", "Snapshots", "Client financing")
 
-
-# ---------------------------------------------------------------------- pure parts (no Qt widgets)
-def short_money(v: float) -> str:
-    """Company-scale amounts: ``36.47 M``, ``5.00 B`` (the strip has room for three of them)."""
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(v) >= size:
-            return f"{v / size:,.2f} {unit}"
-    return f"{v:,.2f}"
-
-
-def usage_colour(usage: float) -> QColor | None:
-    """Green below 80 %, amber from 80 % to 100 %, red above; none for no usage at all."""
-    if math.isnan(usage) or usage <= 0:
-        return None
-    if usage > 1.0:
-        return USAGE_OVER
-    return USAGE_WARN if usage >= 0.8 else USAGE_OK
-
-
-def usage_text(usage: float) -> str:
-    if math.isnan(usage):
-        return ""
-    return "no limit" if math.isinf(usage) else f"{usage * 100:.1f}%"
-
-
-def validate_limit(text: str, current: float | None = None) -> tuple[float | None, str]:
-    """(amount, "") when ``text`` is an acceptable new financing limit, else (None, why not)."""
-    t = text.strip().replace(",", "").replace("_", "")
-    if not t:
-        return None, "Enter the new limit."
-    try:
-        v = float(t)
-    except ValueError:
-        return None, f"“{text.strip()}” is not a number."
-    if not math.isfinite(v):
-        return None, "The limit must be a finite number."
-    if v < 0:
-        return None, "A financing limit must be ≥ 0."
-    if current is not None and v == current:
-        return None, "That is the current limit: nothing to change."
-    return v, ""
-
-
-@dataclass
-class CreditSnapshot:
-    """What the store adds to the live arrays: groups, company limits, and the user's permission."""
-
-    usage: CreditUsage
-    may_request: bool
-    groups: list[GroupUsage] = field(default_factory=list)
-
-
-def load_credit(store: Store, user: User, engine_view: Any) -> CreditSnapshot:
-    """Task function: `credit_usage` over a copy of the engine's arrays (never the live ones)."""
-    from services.auth import permitted
-
-    usage = credit_usage(engine_view, store)
-    return CreditSnapshot(usage, permitted(store, user, "request", KIND), usage.groups)
-
-
-def submit_limit(store: Store, user: User, account_id: int, amount: float, reason: str,
-                 context: dict[str, Any]) -> int:
-    """Task function: a `financing_limit` change request; an account without a limit row gets one."""
-    from services import changes
-
-    with store.begin() as conn:
-        exists = changes.read_target(conn, "financing_limits", {"account_id": account_id}) is not None
-    return changes.submit(store, user, KIND, {"account_id": account_id}, {"amount": amount}, reason,
-                          op="update" if exists else "insert", amount=amount, context=context)
-
-
-# ---------------------------------------------------------------------- the usage bar
-class UsageBarDelegate(QStyledItemDelegate):
-    """Paints the cell's usage as a bar in its background colour (full width at ≥ 100 %)."""
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
-        opt = QStyleOptionViewItem(option)
-        self.initStyleOption(opt, index)
-        colour = index.data(Qt.ItemDataRole.BackgroundRole)
-        raw = index.data(SORT_ROLE)
-        style = opt.widget.style() if opt.widget is not None else None
-        if style is None:
-            return
-        text = opt.text
-        opt.text = ""
-        opt.backgroundBrush = QBrush()
-        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
-        try:
-            frac = float(raw)
-        except (TypeError, ValueError):
-            frac = math.nan
-        if isinstance(colour, QColor) and not math.isnan(frac):
-            r = opt.rect.adjusted(2, 3, -2, -3)
-            width = int(r.width() * min(1.0, frac)) if math.isfinite(frac) else r.width()
-            bar = QColor(colour)
-            bar.setAlpha(170)
-            painter.fillRect(QRect(r.left(), r.top(), max(2, width), r.height()), bar)
-        painter.save()
-        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
-        painter.setPen(opt.palette.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
-        painter.drawText(opt.rect.adjusted(4, 0, -4, 0), int(opt.displayAlignment), text)
-        painter.restore()
-
-
-def _stretch(view: QTableView, column: int) -> None:
-    """Give spare width to a text column, not to the last (a usage bar or an amount)."""
-    header = view.horizontalHeader()
-    header.setStretchLastSection(False)
-    header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
 
 
 # ---------------------------------------------------------------------- the dock
@@ -199,8 +99,11 @@ class CreditDock(QWidget):
         self._ids = np.zeros(0, np.int64)
         self._loan = self._limit = self._equity = self._over = self._usage = np.zeros(0)
         self._credited = np.zeros(0, bool)
+        self._code_index: dict[str, int] = {}
+        self._cash_codes: set[str] = set()
         self.form_key: int | None = None
         self._submit_task: Task | None = None
+        self.batch_dialog: LimitBatchDialog | None = None
         self._load = CoalescedLoad(self._start_load, self._loaded, self._load_failed)
         self._fitted = False
         self._build_ui()
@@ -216,24 +119,15 @@ class CreditDock(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.setSpacing(6)
-        strip = QFrame()
-        strip.setProperty("role", "card")
-        row = QHBoxLayout(strip)
-        row.setContentsMargins(10, 6, 10, 6)
-        self.total_financing_label = QLabel("")
-        self.five_x_label = QLabel("")
-        self.per_client_label = QLabel("")
-        for w in (self.total_financing_label, self.five_x_label, self.per_client_label):
-            row.addWidget(w, 1)
-        self.refresh_button = QPushButton("Refresh")
+        self.strip = CompanyLimitsStrip()
+        self.total_financing_label = self.strip.total_financing_label
+        self.five_x_label = self.strip.five_x_label
+        self.per_client_label = self.strip.per_client_label
+        self.refresh_button = self.strip.refresh_button
         self.refresh_button.clicked.connect(lambda: self.refresh())
-        row.addWidget(self.refresh_button)
-        lay.addWidget(strip)
+        lay.addWidget(self.strip)
 
         bar = QHBoxLayout()
-        caption = QLabel("Financing limits")
-        caption.setStyleSheet("font-weight: 600")
-        bar.addWidget(caption)
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search account or client")
         self.search.setClearButtonEnabled(True)
@@ -245,6 +139,9 @@ class CreditDock(QWidget):
         self.summary = QLabel("")
         self.summary.setProperty("role", "caption")
         bar.addWidget(self.summary)
+        self.bulk_button = QPushButton("Bulk update…")
+        self.bulk_button.clicked.connect(self.open_bulk_update)
+        bar.addWidget(self.bulk_button)
 
         self.model = ArrayTableModel([
             Column("Account", lambda k: self._codes[k]),
@@ -260,47 +157,35 @@ class CreditDock(QWidget):
         self.view = make_table(self.model)
         self.view.setItemDelegateForColumn(4, UsageBarDelegate(self.view))
         self.view.sortByColumn(4, Qt.SortOrder.DescendingOrder)
-        _stretch(self.view, 1)
+        stretch_column(self.view, 1)
         self.view.selectionModel().currentRowChanged.connect(self._current_changed)
 
-        self.group_model = RecordTableModel([
-            Field("Group", "name"),
-            Field("Members", "members", "number", fmt=lambda v: f"{int(v)}" if v == v else ""),
-            Field("Limit", "limit", "number"),
-            Field("Loan", "loan", "number"),
-            Field("Usage", "usage", "number", fmt=usage_text,
-                  background=lambda v: USAGE_OVER if v > 1.0 else usage_colour(v)),
-        ], self, key="key")
-        self.group_view = make_table(self.group_model)
-        self.group_view.setItemDelegateForColumn(4, UsageBarDelegate(self.group_view))
-        self.group_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        _stretch(self.group_view, 0)
-        self.group_view.horizontalHeader().resizeSection(4, 140)
+        self.groups_panel = CreditGroupsPanel()
+        self.group_model = self.groups_panel.model
+        self.group_view = self.groups_panel.view
+        self.groups_panel.submitted.connect(self.submitted)
+        self.snapshots_panel = CreditSnapshotsPanel()
+        self.financing_panel = ClientFinancingPanel()
 
-        left = QWidget()
-        left_lay = QVBoxLayout(left)
-        left_lay.setContentsMargins(0, 0, 0, 0)
-        left_lay.addLayout(bar)
-        tables = QSplitter(Qt.Orientation.Vertical)
-        tables.addWidget(self.view)
-        groups = QWidget()
-        g_lay = QVBoxLayout(groups)
-        g_lay.setContentsMargins(0, 4, 0, 0)
-        g_caption = QLabel("Credit groups")
-        g_caption.setStyleSheet("font-weight: 600")
-        g_lay.addWidget(g_caption)
-        g_lay.addWidget(self.group_view, 1)
-        tables.addWidget(groups)
-        tables.setStretchFactor(0, 3)
-        tables.setStretchFactor(1, 1)
-        left_lay.addWidget(tables, 1)
-
+        limits = QWidget()
+        limits_lay = QVBoxLayout(limits)
+        limits_lay.setContentsMargins(0, 4, 0, 0)
+        limits_lay.addLayout(bar)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
+        split.addWidget(self.view)
         split.addWidget(self._build_form())
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
-        lay.addWidget(split, 1)
+        limits_lay.addWidget(split, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for page, title in zip((limits, self.groups_panel, self.snapshots_panel, self.financing_panel), TABS,
+                               strict=True):
+            self.tabs.addTab(page, title)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        lay.addWidget(self.tabs, 1)
+        self._loaded_tabs: set[int] = set()
         self._update_form()
 
     def _build_form(self) -> QFrame:
@@ -354,8 +239,13 @@ class CreditDock(QWidget):
     # ------------------------------------------------------------------ wiring
     def set_context(self, store: Store, user: User, tasks: TaskRunner, monitor: LiveMonitor) -> None:
         self.store, self.user, self.tasks, self.monitor = store, user, tasks, monitor
+        self.groups_panel.set_context(store, user, tasks)
+        self.snapshots_panel.set_context(store, tasks)
+        self.financing_panel.set_context(store, tasks)
+        self._loaded_tabs.clear()
         self._book = None
         self.tick()
+        self._tab_changed(self.tabs.currentIndex())
         self._load.request()
         self._live_timer.start()
         self._store_timer.start()
@@ -364,15 +254,58 @@ class CreditDock(QWidget):
         self._live_timer.stop()
         self._store_timer.stop()
         self._load.cancel()
+        self.groups_panel.stop()
+        self.snapshots_panel.stop()
+        self.financing_panel.stop()
+        if self.batch_dialog is not None:
+            self.batch_dialog.close()
         if self._submit_task is not None:
             self._submit_task.cancel()
         self._submit_task = None
 
     def refresh(self) -> None:
-        """Re-read the live arrays now and the store's groups and company limits in the background."""
+        """Re-read the live arrays now, and in the background the store's groups and company limits
+        and the open tab's snapshots or client financing."""
         self.tick()
         if self.store is not None and self.user is not None and self.tasks is not None:
             self._load.request()
+            if self.tabs.currentWidget() is self.snapshots_panel:
+                self.snapshots_panel.refresh()
+            elif self.tabs.currentWidget() is self.financing_panel:
+                self.financing_panel.refresh()
+
+    def _tab_changed(self, index: int) -> None:
+        """A store-read tab loads the first time it is shown (later: its own Refresh or the dock's)."""
+        if self.store is None or index in self._loaded_tabs:
+            return
+        page = self.tabs.widget(index)
+        if page is self.snapshots_panel or page is self.financing_panel:
+            self._loaded_tabs.add(index)
+            page.refresh()
+
+    def open_bulk_update(self) -> LimitBatchDialog | None:
+        """Show the bulk limit update dialog (one per dock; raised again when already open)."""
+        if self.store is None or self.user is None or self.tasks is None:
+            return None
+        from widgets.limit_batch_dialog import LimitBatchDialog
+
+        if self.batch_dialog is None:
+            self.batch_dialog = LimitBatchDialog(self.store, self.user, self.tasks, self)
+            self.batch_dialog.batch_submitted.connect(self._batch_submitted)
+            self.batch_dialog.finished.connect(self._batch_dialog_closed)
+        self.batch_dialog.show()
+        self.batch_dialog.raise_()
+        self.batch_dialog.activateWindow()
+        return self.batch_dialog
+
+    def _batch_submitted(self, ids: list[int]) -> None:
+        for rid in ids:
+            self.submitted.emit(rid)
+
+    def _batch_dialog_closed(self, _code: int) -> None:
+        if self.batch_dialog is not None:
+            self.batch_dialog.deleteLater()
+        self.batch_dialog = None
 
     # ------------------------------------------------------------------ live arrays (GUI thread, 2 s)
     def tick(self) -> None:
@@ -387,6 +320,9 @@ class CreditDock(QWidget):
             if fresh:
                 self._book = b
                 self._codes = np.array(b.acct_codes, dtype=str)
+                self._code_index = {str(c): i for i, c in enumerate(b.acct_codes)}
+                self._cash_codes = {str(c) for c, t in zip(b.acct_codes, np.asarray(b.acct_type).tolist(),
+                                                            strict=True) if t == 0}
                 self._names = np.array(b.client_names, dtype=str)
                 self._search_text = np.char.lower(np.char.add(np.char.add(self._codes, " "), self._names))
                 self._ids = (np.asarray(b.acct_ids, np.int64) if b.acct_ids is not None
@@ -440,27 +376,7 @@ class CreditDock(QWidget):
                              f"{n_over} over limit")
 
     def _update_strip(self) -> None:
-        total = float(self._loan.sum())
-        company = self.snapshot.usage.company if self.snapshot is not None else {}
-        cap, five_x, per_client = (company.get("total_financing_cap"), company.get("five_x_capital"),
-                                   company.get("per_client_max"))
-
-        def show(label: QLabel, title: str, bound: float | None) -> None:
-            if bound is None:
-                label.setText(f"{title}: {short_money(total)} / —")
-                label.setStyleSheet("")
-                return
-            pct = f" ({total / bound * 100:.1f}%)" if bound > 0 else ""
-            label.setText(f"{title}: {short_money(total)} / {short_money(bound)}{pct}")
-            label.setToolTip(f"{money(total)} / {money(bound)}")
-            label.setStyleSheet(f"color: {ERROR_COLOUR}; font-weight: 600" if total > bound else "")
-
-        show(self.total_financing_label, "Loans vs financing cap", cap)
-        show(self.five_x_label, "Loans vs 5 × capital", five_x)
-        breaches = 0 if per_client is None else int((self._limit > per_client).sum())
-        self.per_client_label.setText("Per-client max: —" if per_client is None else
-                                      f"Limits above per-client max ({short_money(per_client)}): {breaches}")
-        self.per_client_label.setStyleSheet(f"color: {ERROR_COLOUR}; font-weight: 600" if breaches else "")
+        self.strip.show_totals(self._loan, self._limit, self.snapshot.usage.company if self.snapshot else {})
 
     # ------------------------------------------------------------------ store snapshot (task, ~10 s)
     def _start_load(self, on_done: Any, on_error: Any) -> Any:
@@ -476,9 +392,10 @@ class CreditDock(QWidget):
 
     def _loaded(self, snap: CreditSnapshot) -> None:
         self.snapshot = snap
-        self.group_model.set_records([
-            {"key": i, "name": g.name, "members": len(g.accounts), "limit": g.limit, "loan": g.loan,
-             "usage": g.usage} for i, g in enumerate(snap.groups)])
+        idx = self._code_index
+        members = {a for g in snap.groups for a in g.accounts if a in idx}
+        self.groups_panel.set_accounts(set(idx), self._cash_codes, {a: float(self._loan[idx[a]]) for a in members})
+        self.groups_panel.set_groups(snap.groups, snap.may_request)
         self._update_strip()
         self._update_form()
         self.refreshed.emit()
@@ -539,6 +456,10 @@ class CreditDock(QWidget):
         editable = k is not None and (self.snapshot is None or self.snapshot.may_request)
         self.limit_edit.setEnabled(editable)
         self.reason_edit.setEnabled(editable)
+        may = self.snapshot is None or self.snapshot.may_request
+        self.bulk_button.setEnabled(may)
+        self.bulk_button.setToolTip("Upload a financing-limits file, review its rows, submit them as change requests"
+                                    if may else "You may view limits but not request changes.")
 
     def submit(self) -> None:
         """Submit the typed limit as a change request; refused inline when the form is not valid."""
