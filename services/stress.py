@@ -27,6 +27,9 @@ from services.margin import STATUS_NAMES, MarginEngine, derive
 
 TARGET_KINDS = ("all", "market", "level", "group", "security")  # least → most specific
 TOP_N = 20
+KNOWN_MARKETS = frozenset({"HK", "US", "CN", "SG", "JP", "UK", "TW", "KR", "AU", "DE", "FR"})
+KNOWN_CURRENCIES = frozenset({"HKD", "USD", "CNY", "CNH", "SGD", "JPY", "GBP", "TWD", "KRW", "AUD", "EUR"})
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "resources" / "scenarios"
 
 
 class ScenarioError(ValueError):
@@ -97,7 +100,7 @@ def scenario_from_dict(doc: Any, book: Book | None = None) -> Scenario:
                 raise ScenarioError(f"{path}.target: unknown security {value!r}")
             if kind == "group" and value not in book.stock_groups:
                 raise ScenarioError(f"{path}.target: unknown stock group {value!r}")
-            if kind == "market" and value not in book.markets:
+            if kind == "market" and value not in book.markets and value not in KNOWN_MARKETS:
                 raise ScenarioError(f"{path}.target: unknown market {value!r}")
         shocks.append((target, _change(s.get("change"), f"{path}.change")))
     fx = []
@@ -108,7 +111,7 @@ def scenario_from_dict(doc: Any, book: Book | None = None) -> Scenario:
         path = f"fx_shocks[{i}]"
         if not isinstance(s, dict) or not isinstance(s.get("currency"), str):
             raise ScenarioError(f"{path}.currency: must be text")
-        if book is not None and s["currency"] not in book.currencies:
+        if book is not None and s["currency"] not in book.currencies and s["currency"] not in KNOWN_CURRENCIES:
             raise ScenarioError(f"{path}.currency: unknown currency {s['currency']!r}")
         fx.append((s["currency"], _change(s.get("change"), f"{path}.change")))
     sc = Scenario(name, shocks, fx, _strings(doc, "exempt_securities"), _strings(doc, "exempt_accounts"))
@@ -163,6 +166,28 @@ def security_changes(book: Book, sc: Scenario) -> np.ndarray:
         if j is not None:
             change[j] = 0.0
     return change
+
+
+def predefined(engine: MarginEngine | None = None) -> list[Scenario]:
+    """The shipped scenarios (resources/scenarios) and, with a book, each of its ten largest
+    collateral stocks (long market value held in margin accounts) −50%."""
+    out = [scenario_from_dict(json.loads(p.read_text(encoding="utf-8")))
+           for p in sorted(SCENARIO_DIR.glob("*.json"))]
+    if engine is not None:
+        out.extend(top_collateral(engine))
+    return out
+
+
+def top_collateral(engine: MarginEngine, n: int = 10, change: float = -0.5) -> list[Scenario]:
+    from models.book import ACCT_CASH
+
+    b = engine.book
+    q = b.pos_qty
+    sel = (q > 0) & (b.acct_type[b.pos_acct] != ACCT_CASH)
+    value = np.bincount(b.pos_sec[sel], q[sel] * engine.pxb[b.pos_sec[sel]], b.n_sec)
+    order = np.lexsort((np.array(b.sec_codes, dtype=object), -value))[:n]
+    return [Scenario(f"Top collateral #{k + 1}: {b.sec_codes[j]} {change:+.0%}",
+                     [(f"security:{b.sec_codes[j]}", change)]) for k, j in enumerate(order) if value[j] > 0]
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_exemptions() -> None:
     ({"shocks": [{"target": "all", "change": -1.5}]}, r"shocks\[0\]\.change: change -1.5 is below −100%"),
     ({"shocks": [{"target": "all", "change": "-10%"}]}, r"shocks\[0\]\.change: change must be a number"),
     ({"shocks": [{"target": "level:4", "change": -0.1}]}, r"level must be 1, 2 or 3"),
-    ({"fx_shocks": [{"currency": "EUR", "change": 0.1}]}, r"fx_shocks\[0\]\.currency: unknown currency"),
+    ({"fx_shocks": [{"currency": "XYZ", "change": 0.1}]}, r"fx_shocks\[0\]\.currency: unknown currency"),
     ({"exempt_accounts": ["ZZ"]}, r"exempt_accounts\[0\]: unknown account"),
     ({"shocks": {"all": -0.1}}, r"shocks: must be a list"),
 ])
@@ -207,3 +207,17 @@ def test_cli_stress_and_lcs_agree_with_the_engines(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, str(root / "main.py"), "lcs", "--book", str(book_path), "--lc", "x",
                           "--rlc", "1"], capture_output=True, text=True, cwd=root)
     assert bad.returncode != 0 and "LC must be a number, got 'x'" in bad.stderr
+
+
+def test_predefined_scenarios_load_and_top_collateral_ranks_by_value() -> None:
+    e = _stress_engine()
+    names = [s.name for s in stress.predefined()]
+    for expected in ("SFC decline 15%", "SFC decline 50%", "SFC level declines", "Market −10%", "Market −30%",
+                     "1997-style Asian crisis", "2008-style global financial crisis"):
+        assert expected in names
+    for s in stress.predefined():
+        stress.scenario_from_dict(s.as_dict(), e.book)  # every shipped file runs on any book
+    # long collateral in margin accounts: U.US 78,000 > A.HK 100,000? no — A.HK 100,000, U.US 78,000, N.HK 50,000
+    top = stress.top_collateral(e)
+    assert [s.shocks for s in top] == [[("security:A.HK", -0.5)], [("security:U.US", -0.5)],
+                                       [("security:N.HK", -0.5)]]
