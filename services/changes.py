@@ -234,7 +234,14 @@ def approve(store: Store, user: User, req_id: int, comment: str = "") -> str:
     if store.kind == "postgresql":
         return _pg_call(store, "select rd_decide(:i, 'approve', :c, :w)",
                         {"i": req_id, "c": comment, "w": audit.workstation()})
-    return _decide_local(store, user, req_id, "approve", comment)
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return _decide_local(store, user, req_id, "approve", comment)
+    except IntegrityError as e:  # e.g. a group member approved before the group it joins exists
+        first = str(e.orig).splitlines()[0] if e.orig is not None else type(e).__name__
+        raise ChangeError(f"change request {req_id} cannot be applied yet: the store refused it ({first}); "
+                          "approve the request it depends on first (e.g. the new group) or reject it") from None
 
 
 def reject(store: Store, user: User, req_id: int, comment: str) -> str:
