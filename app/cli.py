@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--actor", default="cli", help="who is exporting (recorded in the audit trail)")
 
     s = sub.add_parser("template", help="write the Excel template of a bulk import")
-    s.add_argument("kind", help="stock-margin, short-margin, intraday-margin, haircuts, financing-limits")
+    s.add_argument("kind", help="stock-margin, short-margin, intraday-margin, client-margin, haircuts, "
+                                "financing-limits, trading-limits, credit-groups, blacklist, index-members, "
+                                "limit-rules")
     s.add_argument("--out", required=True)
 
     s = sub.add_parser("import", help="check a bulk file row by row; apply valid rows as change requests")

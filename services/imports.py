@@ -156,7 +156,50 @@ KINDS: dict[str, ImportKind] = {
                   "group a different value proposes the new limit")),
         "credit_group_member", None, credit_groups.import_checks,
         extra_lookups=credit_groups.import_lookups, to_requests=credit_groups.import_requests),
+    "limit-rules": ImportKind(
+        "limit-rules", "Pre-trade limit rules (client, security, trader, category, multi-dimension)",
+        (Col("name", "text", help="the rule's name, free text"),
+         Col("limit_code", "text", help="a code of the global catalogue (e.g. CL_ORD_NOTIONAL); its dimension "
+                                        "says which subjects to give"),
+         Col("account", "account", required=False, help="account code (client and multi-dimension codes)"),
+         Col("code", "code", required=False, help="security code (security and multi-dimension codes)"),
+         Col("trader", "text", required=False, help="trader login (trader and multi-dimension codes)"),
+         Col("client_category", "text", required=False, help="client category, e.g. retail, professional"),
+         Col("threshold", "amount", help="the limit, ≥ 0 (a ratio such as 0.1 for price deviation)"),
+         Col("action", "choice", required=False, help="blank: the code's action",
+             choices=("prompt", "approval", "reject"))),
+        "limit_rule", lambda r, lk: _limit_rule_request(r, lk), lambda r, lk: _limit_rule_checks(r, lk),
+        extra_lookups=lambda conn: {"limit_codes": {c: d for c, d in conn.execute(
+            text("select code, dimension from limit_codes")).all()}}),
 }
+
+_RULE_SUBJECTS = {"client": ("account",), "security": ("code",), "trader": ("trader",),
+                  "client_category": ("client_category",)}
+
+
+def _limit_rule_checks(r: dict[str, Any], lk: dict[str, Any]) -> list[tuple[str, str]]:
+    dim = lk["limit_codes"].get(r.get("limit_code"))
+    if dim is None:
+        return [("limit_code", f"unknown limit code {r.get('limit_code')!r}")]
+    given = tuple(k for k in ("account", "code", "trader", "client_category") if r.get(k))
+    if dim == "company":
+        return [("limit_code", f"{r['limit_code']} is company-wide: it has no specific rules")]
+    if dim == "multi":
+        return [] if len(given) >= 2 else [("limit_code", "a multi-dimension rule names two or more subjects")]
+    want = _RULE_SUBJECTS[dim]
+    if given != want:
+        return [(want[0], f"a {dim.replace('_', ' ')} rule names the {want[0].replace('_', ' ')} only")]
+    return []
+
+
+def _limit_rule_request(r: dict[str, Any], lk: dict[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, Any], str, float | None]:
+    after = {"name": r["name"], "code": r["limit_code"],
+             "account_id": lk["acct"][r["account"]] if r.get("account") else None,
+             "security_id": lk["sec"][r["code"]] if r.get("code") else None,
+             "trader": r.get("trader") or None, "client_category": r.get("client_category") or None,
+             "threshold": r["threshold"], "action": r.get("action") or None, "active": True}
+    return {"id": lk["next_id"]("limit_rules")}, after, "insert", None
 
 
 def _client_ratio_checks(r: dict[str, Any], lk: Any = None) -> list[tuple[str, str]]:
@@ -291,7 +334,7 @@ def _lookups(store: Store, kind: ImportKind | None = None) -> dict[str, Any]:
         trading = {(a, t): i for i, a, t in conn.execute(text(
             "select id, account_id, limit_type from client_trading_limits")).all()}
         top = {t: insert_id_floor(conn, t) for t in ("stock_margin_ratios", "blacklist", "client_trading_limits",
-                                                      "client_margin_ratios")}
+                                                      "client_margin_ratios", "limit_rules")}
         client_groups: dict[str, int] = dict(conn.execute(text("select name, id from client_groups")).all())
         stock_groups: dict[str, int] = dict(conn.execute(text("select name, id from stock_groups")).all())
         indices: dict[str, int] = dict(conn.execute(text("select code, id from indices")).all())

@@ -259,3 +259,34 @@ def test_financing_limit_import_inserts_a_first_limit_and_applies_all_or_nothing
     first, second = (changes.get(store, i) for i in rep.request_ids)
     assert (first.op, first.before, first.after) == ("update", {"amount": la}, {"amount": la + 1000})
     assert (second.op, second.after) == ("insert", {"amount": 300_000.0})  # a first limit for the account
+
+
+def test_limit_rules_template_round_trip_names_bad_rows(store: Store, tmp_path: Path) -> None:
+    from services import pretrade_store as ps
+
+    p = tmp_path / "rules.xlsx"
+    write_template("limit-rules", p)
+    acct = store.load_book().acct_codes[0]
+    _fill(p, [("VIP qty", "CL_ORD_QTY", acct, None, None, None, 50_000, "reject"),
+              ("700 daily", "SEC_DAY_QTY", None, "700.HK", None, None, 1_000_000, None),
+              ("desk pair", "MULTI_DAY_QTY", acct, "700.HK", None, None, 200_000, None),
+              ("bad code", "NOPE", acct, None, None, None, 1, None),
+              ("wrong subject", "CL_ORD_QTY", None, "700.HK", None, None, 1, None),
+              ("one subject", "MULTI_DAY_QTY", acct, None, None, None, 1, None),
+              ("company", "CO_DAY_NOTIONAL", acct, None, None, None, 1, None),
+              ("negative", "CL_ORD_QTY", acct, None, None, None, -5, None),
+              ("bad action", "CL_ORD_QTY", acct, None, None, None, 5, "block")])
+    rep = validate_file(store, "limit-rules", p)
+    assert [r for r, _ in rep.valid_rows] == [2, 3, 4]
+    assert [(e["row"], e["column"]) for e in rep.errors] == [
+        (5, "limit_code"), (6, "account"), (7, "limit_code"), (8, "limit_code"), (9, "threshold"), (10, "action")]
+    assert "unknown limit code 'NOPE'" in rep.errors[0]["message"]
+    apply_rows(store, auth.User("rita", "Rita", "risk_officer"), rep, "desk limits")
+    sam = auth.User("sam", "Sam", "supervisor")
+    for rid in rep.request_ids:
+        changes.approve(store, sam, rid)
+    rules = {r.name: r for r in ps.limit_rules(store)}
+    assert (rules["VIP qty"].account, rules["VIP qty"].threshold, rules["VIP qty"].action) == (acct, 50_000.0,
+                                                                                               "reject")
+    assert (rules["desk pair"].account, rules["desk pair"].security) == (acct, "700.HK")
+    assert rules["700 daily"].action is None  # the code's own action applies
