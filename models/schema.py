@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -576,4 +577,46 @@ pretrade_fills = Table(
     Column("side", String(8), nullable=False),
     Column("qty", Float, nullable=False),
     Column("price", Float, nullable=False),
+)
+
+# ---------------------------------------------------------------- issue 6: stress scenarios, runs, exemptions
+stress_scenarios = Table(  # every saved version of a scenario is kept (name, version)
+    "stress_scenarios", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # the scenario file's JSON
+    Column("saved_by", String(64), nullable=False),
+    Column("saved_at", DateTime(timezone=True), nullable=False),
+    Column("deleted", Boolean, nullable=False, server_default="0"),
+    UniqueConstraint("name", "version", name="uq_stress_scenario_version"),
+)
+stress_exemptions = Table(  # a risk parameter (four-eyes): never shocked / left out of stress summaries
+    "stress_exemptions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # security | account
+    Column("code", String(32), nullable=False),
+    Column("remark", Text, nullable=False, server_default=""),
+    _version(),
+    UniqueConstraint("kind", "code", name="uq_stress_exemption"),
+    CheckConstraint("kind in ('security', 'account')", name="kind_known"),
+)
+risk_runs = Table(  # a stress or LCS run with everything needed to reopen and re-run it
+    "risk_runs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # stress | lcs
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running | done | failed | cancelled
+    Column("started_by", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("as_of", String(40), nullable=False, server_default=""),
+    Column("inputs", Text, nullable=False),  # JSON: scenario / LC, RLC, parameters, custom ratios
+    Column("book", LargeBinary),  # gzip of the book file (JSON) the run used
+    Column("summary", Text, nullable=False, server_default="{}"),
+    Column("results", LargeBinary),  # gzip JSON of the per-account / per-stock results
+    Column("error", Text, nullable=False, server_default=""),
+    Index("ix_risk_runs_kind_started", "kind", "started_at"),
+    CheckConstraint("kind in ('stress', 'lcs')", name="kind_known"),
+    CheckConstraint("status in ('running', 'done', 'failed', 'cancelled')", name="status_known"),
 )
