@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rlc", required=True, help="required liquid capital (HKD)")
     s.add_argument("--json", action="store_true", help="JSON on stdout (the default output)")
 
+    s = sub.add_parser("reconcile", help="position / transaction / cash reconciliation (RISK_METHODS §7)")
+    s.add_argument("recon_kind", choices=["position", "transaction", "cash"])
+    s.add_argument("--ours", required=True, help="our records (CSV or xlsx)")
+    s.add_argument("--theirs", required=True, help="the counterparty / custodian / clearing records")
+    s.add_argument("--as-of", type=_iso_date, help="age breaks to this date (default today)")
+    s.add_argument("--db", help="also record the breaks in this store")
+    s.add_argument("--json", action="store_true", help="JSON on stdout (the default output)")
+
     s = sub.add_parser("feed-sim", help="publish a live feed from a store")
     s.add_argument("--db", help="store to publish from (default: the local demo store)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5599")
@@ -304,6 +312,31 @@ def _suspended_long(args: argparse.Namespace, book: Any) -> Any:
     return long_suspended(_open_store(args.db), book)
 
 
+def _iso_date(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from services import recon
+
+    try:
+        result = recon.reconcile_files(args.recon_kind, args.ours, args.theirs, args.as_of)
+    except recon.ReconError as e:
+        raise CliError(str(e)) from None
+    if args.db:
+        from services.breaks import record_breaks
+
+        record_breaks(_open_store(args.db), result, args.ours, args.theirs, args.as_of)
+    json.dump(result.as_json(), sys.stdout, separators=(",", ":"))
+    sys.stdout.write("\n")
+    return 0
+
+
 def cmd_feed_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -456,6 +489,7 @@ def cmd_check_server(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "check-server": cmd_check_server,
     "stress": cmd_stress,
+    "reconcile": cmd_reconcile,
     "lcs": cmd_lcs,
     "template": cmd_template,
     "import": cmd_import,

@@ -620,3 +620,235 @@ risk_runs = Table(  # a stress or LCS run with everything needed to reopen and r
     CheckConstraint("kind in ('stress', 'lcs')", name="kind_known"),
     CheckConstraint("status in ('running', 'done', 'failed', 'cancelled')", name="status_known"),
 )
+
+# ---------------------------------------------------------------- issue 7: operational risk
+corrective_actions = Table(
+    "corrective_actions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_kind", String(16), nullable=False),  # incident | trade_error | break | kri | audit | loss_event
+    Column("source_id", Integer),
+    Column("title", Text, nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("verified_by", String(64)),
+    Column("verified_at", DateTime(timezone=True)),
+    _version(),
+    Index("ix_corrective_actions_source", "source_kind", "source_id"),
+    CheckConstraint("status in ('open', 'in_progress', 'completed', 'verified')", name="status_known"),
+    CheckConstraint("verified_by is null or verified_by <> owner", name="verifier_not_owner"),
+)
+incidents = Table(
+    "incidents", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("detected_by", String(64), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("systems", Text, nullable=False, server_default=""),
+    Column("desks", Text, nullable=False, server_default=""),
+    Column("severity", Integer),  # 1..4 once triaged
+    Column("state", String(16), nullable=False, server_default="detect"),
+    Column("commander", String(64)),
+    Column("containment", Text, nullable=False, server_default=""),
+    Column("recovery", Text, nullable=False, server_default=""),
+    Column("root_cause_method", String(16)),  # five_whys | fishbone
+    Column("root_cause", Text, nullable=False, server_default="{}"),  # JSON
+    Column("review", Text, nullable=False, server_default=""),  # post-incident review
+    Column("created_by", String(64), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("severity is null or severity between 1 and 4", name="severity_range"),
+    CheckConstraint("state in ('detect', 'triage', 'communicate', 'contain', 'resolve', 'recover', 'review', "
+                    "'closed')", name="state_known"),
+)
+incident_events = Table(
+    "incident_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+loss_events = Table(
+    "loss_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_type", String(48), nullable=False),  # Basel level-1 event type
+    Column("business_line", String(48), nullable=False),
+    Column("cause", String(16), nullable=False),  # people | process | system | external
+    Column("occurred_on", Date, nullable=False),
+    Column("discovered_on", Date, nullable=False),
+    Column("resolved_on", Date),
+    Column("gross_loss", Float, nullable=False),
+    Column("recoveries", Float, nullable=False, server_default="0"),
+    Column("currency", String(8), nullable=False, server_default="HKD"),
+    Column("near_miss", Boolean, nullable=False, server_default="0"),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("incident_id", Integer, ForeignKey("incidents.id")),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    _version(),
+    CheckConstraint("gross_loss >= 0 and recoveries >= 0", name="amounts_non_negative"),
+    CheckConstraint("cause in ('people', 'process', 'system', 'external')", name="cause_known"),
+)
+notification_matrix = Table(  # a risk parameter (four-eyes): event type × amount → regulatory duty
+    "notification_matrix", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_type", String(48), nullable=False),  # or '*'
+    Column("min_amount", Float, nullable=False),
+    Column("duty", Text, nullable=False),
+    Column("due_hours", Integer),
+    _version(),
+)
+trade_errors = Table(
+    "trade_errors", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("error_type", String(32), nullable=False),
+    Column("desk", String(64), nullable=False, server_default=""),
+    Column("account", String(32), nullable=False, server_default=""),
+    Column("code", String(32), nullable=False, server_default=""),
+    Column("trade_date", Date, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("erroneous_trade", Text, nullable=False, server_default="{}"),  # JSON
+    Column("correct_trade", Text, nullable=False, server_default="{}"),  # JSON
+    Column("est_pnl", Float, nullable=False),
+    Column("client_impact", Boolean, nullable=False, server_default="0"),
+    Column("clients_affected", Integer, nullable=False, server_default="0"),
+    Column("large_wrong_side", Boolean, nullable=False, server_default="0"),
+    Column("severity", String(2), nullable=False),  # L1 | L2 | L3 (computed)
+    Column("severity_override", String(2)),
+    Column("override_reason", Text, nullable=False, server_default=""),
+    Column("error_account_transfer", Boolean, nullable=False, server_default="0"),
+    Column("client_notified", Boolean, nullable=False, server_default="0"),
+    Column("pnl_resolution", Text, nullable=False, server_default=""),
+    Column("gains_policy", Text, nullable=False, server_default=""),
+    Column("recovery", Float, nullable=False, server_default="0"),
+    Column("root_cause", Text, nullable=False, server_default="[]"),  # 5 whys
+    Column("root_cause_category", String(16)),  # people | process | system | external
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_by", String(64), nullable=False),
+    _version(),
+)
+trade_error_signoffs = Table(
+    "trade_error_signoffs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("error_id", Integer, ForeignKey("trade_errors.id"), nullable=False, index=True),
+    Column("role", String(32), nullable=False),  # supervisor | desk_head | compliance | cro
+    Column("signed_by", String(64), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("comment", Text, nullable=False, server_default=""),
+    UniqueConstraint("error_id", "role", name="uq_trade_error_signoff_role"),
+)
+recon_sources = Table(  # column mapping saved per source
+    "recon_sources", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("mapping", Text, nullable=False, server_default="{}"),
+)
+recon_imports = Table(
+    "recon_imports", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("ours_sha256", String(64), nullable=False),
+    Column("theirs_sha256", String(64), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("imported_by", String(64), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("auto_resolved", Integer, nullable=False),
+    Column("breaks", Integer, nullable=False),
+    UniqueConstraint("kind", "ours_sha256", "theirs_sha256", "as_of", name="uq_recon_import_files"),
+)
+recon_breaks = Table(
+    "recon_breaks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("type", String(16), nullable=False),  # missing_ours | missing_theirs | mismatch
+    Column("field", String(32), nullable=False),
+    Column("ours", Text),
+    Column("theirs", Text),
+    Column("difference", Float),
+    Column("item_date", Date, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("assignee", String(64)),
+    Column("root_cause", Text, nullable=False, server_default=""),
+    Column("resolution", Text, nullable=False, server_default=""),
+    Column("resolved_by", String(64)),
+    Column("resolved_at", DateTime(timezone=True)),
+    _version(),
+    Index("ix_recon_breaks_open", "kind", "key", "type", "field", "status"),
+    CheckConstraint("status in ('open', 'assigned', 'investigating', 'resolved')", name="status_known"),
+)
+kris = Table(  # a risk parameter (four-eyes): the KRI catalogue and thresholds
+    "kris", metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("unit", String(16), nullable=False, server_default=""),
+    Column("direction", String(16), nullable=False),  # higher_worse | lower_worse
+    Column("amber", Float, nullable=False),  # amber from here (in the worse direction)
+    Column("red", Float, nullable=False),  # red from here
+    Column("source", String(16), nullable=False, server_default="entered"),  # computed | entered
+    Column("description", Text, nullable=False, server_default=""),
+    _version(),
+    CheckConstraint("direction in ('higher_worse', 'lower_worse')", name="direction_known"),
+)
+kri_readings = Table(
+    "kri_readings", metadata,
+    Column("kri_code", String(32), ForeignKey("kris.code"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("source", String(16), nullable=False, server_default="entered"),
+    Column("entered_by", String(64), nullable=False, server_default=""),
+    Column("comment", Text, nullable=False, server_default=""),
+)
+kri_tasks = Table(
+    "kri_tasks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kri_code", String(32), ForeignKey("kris.code"), nullable=False, index=True),
+    Column("kind", String(24), nullable=False),  # investigation | cro_escalation
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),  # open | done
+    Column("owner", String(64)),
+    Column("note", Text, nullable=False, server_default=""),
+)
+rcsa_risks = Table(
+    "rcsa_risks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("owner", String(64), nullable=False),
+    Column("likelihood", Integer, nullable=False),
+    Column("impact", Integer, nullable=False),
+    Column("controls", Text, nullable=False, server_default=""),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    _version(),
+    CheckConstraint("likelihood between 1 and 5 and impact between 1 and 5", name="scores_range"),
+)
+nb_proposals = Table(  # new-business review board
+    "nb_proposals", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("stage", String(16), nullable=False, server_default="rationale"),
+    Column("rationale", Text, nullable=False, server_default=""),
+    Column("compliance", Text, nullable=False, server_default=""),
+    Column("risk_assessment", Text, nullable=False, server_default=""),
+    Column("stress_run_id", Integer, ForeignKey("risk_runs.id")),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(64)),
+    Column("decided_at", DateTime(timezone=True)),
+    _version(),
+    CheckConstraint("stage in ('rationale', 'compliance', 'risk', 'committee', 'approved', 'vetoed')",
+                    name="stage_known"),
+)

@@ -42,7 +42,7 @@ KIND_TABLES = {
     "stock_group_member": "stock_group_members",
     "index_haircut": "index_haircuts", "trading_session": "trading_sessions",
     "limit_code": "limit_codes", "limit_rule": "limit_rules", "order_release": "pretrade_decisions",
-    "stress_exemption": "stress_exemptions",
+    "stress_exemption": "stress_exemptions", "kri": "kris", "notification_rule": "notification_matrix",
 }
 
 
