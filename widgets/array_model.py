@@ -199,6 +199,17 @@ class ArrayTableModel(QAbstractTableModel):
             n += 1
         return n
 
+    def export_column(self, column: int, keys: np.ndarray) -> tuple[np.ndarray, Callable[[Any], str], bool]:
+        """``(values, fmt, is_number)`` of one column for ``keys``: a copy of the values read in one
+        vectorised call under ``lock``, the formatter `data()` shows them with, and whether the column
+        is a number column (numeric values shown right-aligned). An export formats the copy off the
+        GUI thread, so it writes what the view shows without formatting 100,000 cells here."""
+        col = self.columns[column]
+        with self.lock:
+            values = np.array(col.values(np.asarray(keys, np.int64)), copy=True)
+        is_number = values.dtype.kind in "iuf" and bool(self._align[column] & int(Qt.AlignmentFlag.AlignRight.value))
+        return values, col.fmt, is_number
+
     # ------------------------------------------------------------------ internals
     def _visible(self, source: np.ndarray) -> np.ndarray:
         if self._filter is None or source.size == 0:

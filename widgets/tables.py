@@ -1,4 +1,5 @@
-"""The shared look of dock tables: dense rows, whole-row selection, numpy-sorted through the model."""
+"""The shared look of dock tables: dense rows, whole-row selection, numpy-sorted through the model,
+and on every one of them the column chooser and "Export view to Excel…" of `widgets.table_tools`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from typing import Any
 
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
+from widgets.table_tools import install_table_tools
+
 
 def make_table(model: Any, parent: QWidget | None = None) -> QTableView:
-    """A dense, sortable, row-selecting table view (shared look of every dock table)."""
+    """A dense, sortable, row-selecting table view (shared look of every dock table), with a column
+    chooser on its header and Ctrl+Shift+E to export it; the view is named after its model when
+    unnamed, and the columns the user hid under that name are hidden again."""
     view = QTableView(parent)
     view.setModel(model)
     view.setSortingEnabled(True)
@@ -24,6 +29,7 @@ def make_table(model: Any, parent: QWidget | None = None) -> QTableView:
     view.horizontalHeader().setStretchLastSection(True)
     view.horizontalHeader().setResizeContentsPrecision(60)  # fit to the first rows, not all 100k
     view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+    install_table_tools(view)
     return view
 
 
