@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", help="also record the breaks in this store")
     s.add_argument("--json", action="store_true", help="JSON on stdout (the default output)")
 
+    s = sub.add_parser("export", help="the Excel risk pack")
+    es = s.add_subparsers(dest="export_command", parser_class=_Parser, required=True)
+    x = es.add_parser("pack", help="build the Excel risk pack")
+    x.add_argument("--db", help="store (default: the local demo store)")
+    x.add_argument("--out", required=True, help="the .xlsx file to write")
+    x.add_argument("--sheets", help="comma-separated sheets (default all): " + ", ".join(
+        ("cover", "margin_calls", "alerts", "concentration_stock", "concentration_client", "credit", "stress", "lcs",
+         "limits", "kris", "incidents", "loss_events", "audit")))
+    x.add_argument("--user", default="", help="name on the cover")
+
     s = sub.add_parser("feed-sim", help="publish a live feed from a store")
     s.add_argument("--db", help="store to publish from (default: the local demo store)")
     s.add_argument("--bind", default="tcp://127.0.0.1:5599")
@@ -337,6 +347,22 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from services import pack
+    from services.store import default_url
+
+    store = _open_store(args.db or default_url())
+    sheets = [s.strip() for s in args.sheets.split(",") if s.strip()] if args.sheets else None
+    try:
+        counts = pack.build_pack(store, args.out, user=args.user, sheets=sheets)
+    except pack.PackError as e:
+        raise CliError(str(e)) from None
+    except OSError as e:
+        raise CliError(f"cannot write {args.out}: {e.strerror or e}") from None
+    print(json.dumps({"out": str(args.out), "sheets": counts}))
+    return 0
+
+
 def cmd_feed_sim(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -490,6 +516,7 @@ _COMMANDS = {
     "check-server": cmd_check_server,
     "stress": cmd_stress,
     "reconcile": cmd_reconcile,
+    "export": cmd_export,
     "lcs": cmd_lcs,
     "template": cmd_template,
     "import": cmd_import,

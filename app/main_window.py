@@ -26,17 +26,19 @@ from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
 from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
 from widgets.haircuts_dock import HaircutsDock
+from widgets.limits_dock import LimitsDock
 from widgets.lists_dock import ListsDock
 from widgets.margin_settings_dock import MarginSettingsDock
 from widgets.margin_table_dock import MarginTableDock
 from widgets.parameters_dock import ParametersDock
+from widgets.pretrade_dock import PretradeDock
 from widgets.short_sell_dock import ShortSellDock
 from widgets.trading_limits_dock import TradingLimitsDock
 
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 7  # 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
+WINDOW_STATE_VERSION = 8  # 8: pre-trade, limits; 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -92,6 +94,9 @@ class MainWindow(QMainWindow):
         self.client_margin = ClientMarginDock()
         self.haircuts = HaircutsDock()
         self.trading_limits = TradingLimitsDock()
+        self.pretrade = PretradeDock()
+        self.limits = LimitsDock()
+        self.what_if_dialog: Any = None
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
         self._governance: tuple[Any, Any, Any] | None = None  # (store, user, tasks) after login
@@ -112,13 +117,15 @@ class MainWindow(QMainWindow):
                 (self.lists, "Lists and groups", "lists", Area.BottomDockWidgetArea),
                 (self.client_margin, "Client margin", "client_margin", Area.BottomDockWidgetArea),
                 (self.haircuts, "Haircuts", "haircuts", Area.BottomDockWidgetArea),
-                (self.trading_limits, "Trading limits", "trading_limits", Area.BottomDockWidgetArea)):
+                (self.trading_limits, "Trading limits", "trading_limits", Area.BottomDockWidgetArea),
+                (self.pretrade, "Pre-trade", "pretrade", Area.BottomDockWidgetArea),
+                (self.limits, "Limits", "limits", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
         for editor in (self.margin_settings, self.short_sell, self.lists, self.client_margin, self.haircuts,
-                       self.trading_limits):
+                       self.trading_limits, self.limits, self.pretrade):
             self.approvals.requests_changed.connect(lambda _full, e=editor: e.refresh())
         self._build_menus()
         self._build_status_bar()
@@ -166,8 +173,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["margin_table"])
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
-        for name in ("approvals", "risk_parameters", "margin_requirements", "client_margin", "haircuts",
-                     "short_sell", "credit", "trading_limits", "lists", "audit_trail"):
+        for name in ("approvals", "pretrade", "risk_parameters", "margin_requirements", "client_margin", "haircuts",
+                     "short_sell", "credit", "trading_limits", "limits", "lists", "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
         if not self._audit_allowed():
@@ -198,6 +205,9 @@ class MainWindow(QMainWindow):
         self.client_margin.set_context(store, user, tasks)
         self.haircuts.set_context(store, user, tasks)
         self.trading_limits.set_context(store, user, tasks)
+        self.pretrade.set_context(store, user, tasks)
+        self.limits.set_context(store, user, tasks)
+        self.what_if_action.setEnabled(True)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
         # pending requests past their time expire (also checked by every decision); the sweep
@@ -229,6 +239,21 @@ class MainWindow(QMainWindow):
         dialog.show()
         self.import_dialog = dialog
         return dialog
+
+    def open_what_if(self) -> Any:
+        """The What-if order dialog (non-modal): the decision and the margin after the trade, on the
+        live margin engine; nothing is stored or sent."""
+        if self._governance is None:
+            return None
+        from widgets.what_if_dialog import WhatIfDialog
+
+        store, user, tasks = self._governance
+        if self.what_if_dialog is None:
+            self.what_if_dialog = WhatIfDialog(store, user, tasks, self.monitor, parent=self)
+        self.what_if_dialog.show()
+        self.what_if_dialog.raise_()
+        self.what_if_dialog.activateWindow()
+        return self.what_if_dialog
 
     def _show_pending_count(self, n: int) -> None:
         self.docks["approvals"].setWindowTitle(f"Approvals ({n})" if n else "Approvals")
@@ -272,6 +297,10 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self._action("&Quit", self.close, QKeySequence(QKeySequence.StandardKey.Quit)))
         self.menuBar().insertMenu(self.view_menu.menuAction(), file_menu)
+        trading_menu = self.menuBar().addMenu("&Trading")
+        self.what_if_action = self._action("&What-if order…", self.open_what_if, QKeySequence("Ctrl+W"))
+        self.what_if_action.setEnabled(False)  # after login
+        trading_menu.addAction(self.what_if_action)
         self.view_menu.addSeparator()
         self.reset_action = self._action("&Reset layout", self.reset_layout)
         self.view_menu.addAction(self.reset_action)
@@ -344,5 +373,7 @@ class MainWindow(QMainWindow):
             self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
                   self.audit, self.credit, self.margin_settings, self.short_sell, self.lists,
-                  self.client_margin, self.haircuts, self.trading_limits):
+                  self.client_margin, self.haircuts, self.trading_limits, self.pretrade, self.limits):
             w.stop()
+        if self.what_if_dialog is not None:
+            self.what_if_dialog.close()

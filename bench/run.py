@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MODULES = ("bench_margin", "bench_store", "bench_feed", "bench_gui", "bench_governance", "bench_imports",
-           "bench_pretrade", "bench_editor", "bench_stress", "bench_recon")
+           "bench_pretrade", "bench_editor", "bench_stress", "bench_recon", "bench_pack")
 
 
 def main(argv: list[str]) -> int:

@@ -19,8 +19,9 @@ DEMO_INDICES = (
 )
 
 
-def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions: int | None = None
-                    ) -> dict[str, Any]:
+def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions: int | None = None,
+                    pretrade: bool = True) -> dict[str, Any]:
+    """The demo book, governance history and (``pretrade``) a morning of pre-trade decisions."""
     book = make_demo_book(clients, seed=seed, positions=positions)
     # the demo market is open round the clock, so prices go stale whenever the feed stops
     book.parameters["market_open_hhmm"] = 0.0
@@ -34,6 +35,8 @@ def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions:
     store.save_book(book, indices=indices, holidays=shipped_holidays())
     store.set_meta("demo", "1")
     seed_demo_governance(store)
+    if pretrade:
+        seed_demo_pretrade(store, book, seed=seed)
     return {"accounts": book.n_acct, "securities": book.n_sec, "positions": book.n_pos}
 
 
@@ -115,3 +118,129 @@ def seed_demo_governance(store: Store) -> None:
                          "Fewer stale alarms on thin US names")
     changes.cancel(store, rita, req)
     del cora
+
+
+DEMO_TRADERS = ("tom", "may.chan", "ken.lau")
+
+
+def _demo_orders(book: Any, buying_power: np.ndarray, rng: np.random.Generator) -> list[tuple[Any, ...]]:
+    """(account, trader, code, side, qty, price or None, seconds after the previous order) of every
+    kind: small buys and sells (accept), 4–8× the normal size (prompt), sells of large holdings above
+    1,000,000 (approval), a 600,000 order by tom (his specific rule), and rejects (price far from the
+    last, buying power, a cash account selling short, 12× the normal size, a duplicate)."""
+    from models.book import ACCT_CASH
+
+    b = book
+    lot, px = b.lot_size.astype(float), b.price.astype(float)
+    trading = np.flatnonzero((b.sec_currency == 0) & ~b.suspended & (px > 0))  # HKD securities
+    normal = 50 * lot
+    margin = np.flatnonzero((b.acct_type != ACCT_CASH) & ~b.frozen)
+    rich = margin[np.argsort(-buying_power[margin], kind="stable")][:40]
+    out: list[tuple[Any, ...]] = []
+    code = b.sec_codes
+
+    def buy_within(a: int, cap: float, lots_hi: int) -> tuple[int, float] | None:
+        for s in rng.permutation(trading)[:40].tolist():
+            for lots in range(lots_hi, 0, -1):
+                if lots * lot[s] * px[s] <= cap:
+                    return s, float(lots * lot[s])
+        return None
+
+    for i in range(22):  # accepted buys, a few of them market orders
+        a = int(rich[i % len(rich)])
+        got = buy_within(a, min(0.4 * buying_power[a], 450_000.0), int(rng.integers(2, 20)))
+        if got:
+            s, qty = got
+            out.append((a, DEMO_TRADERS[i % 3], code[s], "buy", qty, None if i % 5 == 4 else px[s], 40))
+    held = np.flatnonzero((b.pos_qty > 0) & np.isin(b.pos_sec, trading) & ~b.frozen[b.pos_acct])
+    value = b.pos_qty[held] * px[b.pos_sec[held]]
+    small = held[(value > 20_000) & (value < 2_000_000)][:8]
+    for k, p in enumerate(small.tolist()):  # accepted sells of part of a holding
+        s, q = int(b.pos_sec[p]), float(b.pos_qty[p])
+        lots = max(1, int(q / lot[s] // 3))
+        if lots * lot[s] * px[s] < 900_000:
+            out.append((int(b.pos_acct[p]), DEMO_TRADERS[(k + 1) % 3], code[s], "sell", lots * lot[s], px[s], 55))
+    cheap = trading[np.argsort(px[trading] * lot[trading])]
+    for k in range(5):  # 4–8× the normal size: the trader confirms
+        a = int(rich[k])
+        for s in cheap[k::3].tolist():
+            qty = float((4 + k) * normal[s])
+            if qty * px[s] < min(0.8 * buying_power[a], 950_000.0):
+                out.append((a, DEMO_TRADERS[1 + k % 2], code[s], "buy", qty, px[s], 35))
+                break
+    big = held[(value > 1_100_000)]
+    big = big[np.argsort(-value[value > 1_100_000], kind="stable")][:6]
+    n_app = 0
+    for p in big.tolist():  # above 1,000,000: a four-eyes release
+        s, q = int(b.pos_sec[p]), float(b.pos_qty[p])
+        qty = min(q, 2.5 * normal[s])
+        qty = float(np.floor(qty / lot[s]) * lot[s])
+        if qty * px[s] > 1_000_000 and n_app < 4:
+            out.append((int(b.pos_acct[p]), DEMO_TRADERS[1 + n_app % 2], code[s], "sell", qty, px[s], 50))
+            n_app += 1
+    for a in rich[:5].tolist():  # tom's specific rule: a prompt above 500,000
+        s = int(trading[0])
+        qty = float(np.ceil(560_000 / (lot[s] * px[s])) * lot[s])
+        if qty * px[s] < min(0.9 * buying_power[a], 950_000.0) and qty <= 3 * normal[s]:
+            out.append((a, "tom", code[s], "buy", qty, px[s], 45))
+            break
+    s0 = int(trading[0])
+    out.append((int(rich[1]), "ken.lau", code[s0], "buy", float(lot[s0]), round(px[s0] * 1.15, 2), 30))
+    poor = margin[buying_power[margin] < 20_000]
+    if poor.size:
+        out.append((int(poor[0]), "may.chan", code[s0], "buy", float(20 * lot[s0]), px[s0], 30))
+    cash_accts = np.flatnonzero(b.acct_type == ACCT_CASH)
+    if cash_accts.size:
+        out.append((int(cash_accts[0]), "tom", code[int(cheap[0])], "sell", float(lot[int(cheap[0])]),
+                    px[int(cheap[0])], 30))
+    out.append((int(rich[2]), "may.chan", code[int(cheap[1])], "buy", float(12 * normal[int(cheap[1])]),
+                px[int(cheap[1])], 30))
+    suspended = np.flatnonzero(b.suspended)
+    if suspended.size:
+        out.append((int(rich[3]), "ken.lau", code[int(suspended[0])], "buy", float(lot[int(suspended[0])]),
+                    None, 30))
+    rest = [out[i] for i in (rng.permutation(len(out) - 1) + 1).tolist()]
+    first = [out[0], (*out[0][:6], 20), *rest] if out else []  # the first order again 20 s later: a duplicate
+    return [(b.acct_codes[o[0]], *o[1:]) for o in first]
+
+
+def seed_demo_pretrade(store: Store, book: Any, seed: int = 7, now: float | None = None) -> int:
+    """A morning of pre-trade decisions of every kind, checked by a real engine over the demo book and
+    stored as the order-check service stores them (approvals with their release request; on SQLite
+    one already released). Also one specific rule, approved: tom's orders above 500,000 prompt."""
+    import time
+
+    from services import changes
+    from services import pretrade_store as ps
+    from services.auth import User
+    from services.margin import MarginEngine
+    from services.pretrade import Order
+
+    now = time.time() if now is None else now
+    if store.kind == "sqlite":  # decisions on PostgreSQL are made by real logins
+        rita, sam = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
+        rid = ps.propose_rule(store, rita, "Tom — large orders", "TR_ORD_NOTIONAL", {"trader": "tom"}, 500_000.0,
+                              "New trader: confirm every order above 500,000", action="prompt")
+        changes.approve(store, sam, rid, "agreed for his first month")
+    margin = MarginEngine(book)
+    eng = ps.build_engine(store, now=now, margin=margin)
+    orders = _demo_orders(book, margin.buying_power, np.random.default_rng(seed))
+    ts = now - sum(o[6] for o in orders) - 60
+    batch: list[Any] = []
+    approvals = []
+    for n, (acct, trader, code, side, qty, price, gap) in enumerate(orders, start=1):
+        ts += gap
+        o = Order(acct, trader, code, side, float(qty), None if price is None else float(price),
+                  "market" if price is None else "limit", f"DEMO-{n:04d}")
+        d = eng.check(o, ts)
+        eng.record(d)
+        if d.decision == "approval":
+            ps.save_decisions(store, batch)
+            batch = []
+            approvals.append(ps.save_approval(store, d))
+        else:
+            batch.append(d)
+    ps.save_decisions(store, batch)
+    if approvals and store.kind == "sqlite" and approvals[0].request_id:
+        changes.approve(store, User("sam", "Sam", "supervisor"), approvals[0].request_id, "client confirmed")
+    return len(orders)

@@ -61,7 +61,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo.db"
     st = Store(f"sqlite:///{path}")
     st.migrate()
-    seed_demo_store(st, clients=100)
+    seed_demo_store(st, clients=100, pretrade=False)  # the request history below, without order releases
     st.dispose()  # the last connection checkpoints the WAL into the file
     return path
 

@@ -61,6 +61,7 @@ KIND_LABELS = {
     "stock_margin_ratio": "Stock margin ratio", "client_margin_ratio": "Client margin ratio",
     "client_group": "Client group", "stock_group": "Stock group", "index": "Index",
     "approval_flow": "Approval flow",
+    "order_release": "Order release", "limit_code": "Limit code", "limit_rule": "Limit rule",
 }
 STEP_ROLE_LABELS = {"supervisor": "Supervisor", "cro": "CRO", "risk_officer": "Risk officer"}
 MONEY_FIELDS = frozenset({"amount", "current_limit", "loan", "equity", "im", "mm", "excess", "call_amount",
