@@ -13,6 +13,7 @@ openpyxl's write-only mode and several times faster than pandas `to_excel` on th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -81,7 +82,7 @@ def write_workbook(path: str | Path, sheets: Sequence[Sheet], progress: Callable
                 for i, v in enumerate(r[:ncol]):
                     widths[i] = max(widths[i], min(50, len(_text(v)) + 2))
             for i, w in enumerate(widths):
-                ws.set_column(i, i, w, fmt.get(s.formats.get(i, ""), None))
+                ws.set_column(i, i, w, fmt.get(s.formats.get(i, "")))
             for i, h in enumerate(s.headers):
                 ws.write_string(0, i, h, fmt["head"])
             ws.freeze_panes(1, 0)
@@ -103,10 +104,8 @@ def write_workbook(path: str | Path, sheets: Sequence[Sheet], progress: Callable
             s.chart(wb, ws, len(s.rows))
         wb.close()
     except BaseException:
-        try:
+        with contextlib.suppress(Exception):  # the original error is what matters
             wb.close()
-        except Exception:  # noqa: S110 - the original error is what matters
-            pass
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(target)
@@ -119,7 +118,7 @@ def _text(v: Any) -> str:
 
 def _writer(ws: Any, fmt: dict[str, Any], formats: dict[int, str]) -> Callable[[int, int, Any, Any], None]:
     def write(r: int, c: int, v: Any, cell_fmt: Any) -> None:
-        f = cell_fmt or fmt.get(formats.get(c, ""), None)
+        f = cell_fmt or fmt.get(formats.get(c, ""))
         if v is None:
             return
         if isinstance(v, bool):
@@ -383,8 +382,6 @@ def rag(value: float | None, direction: str, amber: float, red: float) -> str:
 
 def _short(v: Any, n: int = 300) -> str:
     s = "" if v is None else str(v)
-    try:
+    with contextlib.suppress(ValueError):
         s = json.dumps(json.loads(s), sort_keys=True) if s[:1] in "{[" else s
-    except ValueError:
-        pass
     return s if len(s) <= n else s[: n - 1] + "…"
