@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quit-after", type=_non_negative_float, metavar="S", help="quit after S seconds")
     p.add_argument("--user", help="log in as this user (with RISKDESK_APP_PASSWORD set, without asking; "
                                   "PostgreSQL: the login name)")
+    p.add_argument("--self-test", action="store_true", help="check this installation (libraries, store, "
+                                                               "keyring, feed socket) and exit 0 when usable")
     p.add_argument("--raise", dest="raise_dock", metavar="DOCK",
                    help="bring a dock to the front (margin_alerts, approvals, risk_parameters, audit_trail, …)")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -191,6 +193,10 @@ def _datetime_arg(v: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.self_test:
+        from app.self_test import run
+
+        return run()
     if args.command is None:
         from app.gui import run_gui  # Qt is imported only for the GUI
 
