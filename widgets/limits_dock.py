@@ -99,13 +99,14 @@ class GlobalLimitsPanel(QWidget):
         split.addWidget(self._build_form())
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 0)
+        split.setSizes([760, 320])
         lay.addWidget(split, 1)
         self._update_form()
 
     def _build_form(self) -> QFrame:
         form = QFrame()
         form.setProperty("role", "card")
-        form.setMinimumWidth(360)
+        form.setMinimumWidth(310)
         grid = QGridLayout(form)
         grid.setContentsMargins(10, 8, 10, 8)
         grid.setVerticalSpacing(5)
@@ -163,6 +164,7 @@ class GlobalLimitsPanel(QWidget):
         if not self._fitted and data.codes:
             fit_columns(self.view, 240)
             self._fitted = True
+            self.view.selectRow(0)  # the form shows a code from the start
         self._update_form()
 
     def selected(self) -> dict[str, Any] | None:
