@@ -33,12 +33,13 @@ from widgets.margin_table_dock import MarginTableDock
 from widgets.parameters_dock import ParametersDock
 from widgets.pretrade_dock import PretradeDock
 from widgets.short_sell_dock import ShortSellDock
+from widgets.stress_dock import StressDock
 from widgets.trading_limits_dock import TradingLimitsDock
 
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 8  # 8: pre-trade, limits; 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
+WINDOW_STATE_VERSION = 9  # 9: stress testing; 8: pre-trade, limits; 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.client_margin = ClientMarginDock()
         self.haircuts = HaircutsDock()
         self.trading_limits = TradingLimitsDock()
+        self.stress = StressDock()
         self.pretrade = PretradeDock()
         self.limits = LimitsDock()
         self.what_if_dialog: Any = None
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
                 (self.lists, "Lists and groups", "lists", Area.BottomDockWidgetArea),
                 (self.client_margin, "Client margin", "client_margin", Area.BottomDockWidgetArea),
                 (self.haircuts, "Haircuts", "haircuts", Area.BottomDockWidgetArea),
+                (self.stress, "Stress testing", "stress", Area.BottomDockWidgetArea),
                 (self.trading_limits, "Trading limits", "trading_limits", Area.BottomDockWidgetArea),
                 (self.pretrade, "Pre-trade", "pretrade", Area.BottomDockWidgetArea),
                 (self.limits, "Limits", "limits", Area.BottomDockWidgetArea)):
@@ -127,6 +130,7 @@ class MainWindow(QMainWindow):
         for editor in (self.margin_settings, self.short_sell, self.lists, self.client_margin, self.haircuts,
                        self.trading_limits, self.limits, self.pretrade):
             self.approvals.requests_changed.connect(lambda _full, e=editor: e.refresh())
+        self.approvals.requests_changed.connect(lambda _full: self.stress.refresh())
         self._build_menus()
         self._build_status_bar()
         self.alerts.account_selected.connect(self.drilldown.show_account)
@@ -177,6 +181,8 @@ class MainWindow(QMainWindow):
                      "short_sell", "credit", "trading_limits", "limits", "lists", "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
+        self.addDockWidget(Area.BottomDockWidgetArea, d["stress"])
+        self.tabifyDockWidget(d["margin_table"], d["stress"])
         if not self._audit_allowed():
             d["audit_trail"].hide()
         d["margin_table"].raise_()
@@ -205,6 +211,7 @@ class MainWindow(QMainWindow):
         self.client_margin.set_context(store, user, tasks)
         self.haircuts.set_context(store, user, tasks)
         self.trading_limits.set_context(store, user, tasks)
+        self.stress.set_context(store, user, tasks)
         self.pretrade.set_context(store, user, tasks)
         self.limits.set_context(store, user, tasks)
         self.what_if_action.setEnabled(True)
@@ -375,5 +382,6 @@ class MainWindow(QMainWindow):
                   self.audit, self.credit, self.margin_settings, self.short_sell, self.lists,
                   self.client_margin, self.haircuts, self.trading_limits, self.pretrade, self.limits):
             w.stop()
+        self.stress.stop()
         if self.what_if_dialog is not None:
             self.what_if_dialog.close()

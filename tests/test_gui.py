@@ -31,6 +31,7 @@ from widgets.array_model import ArrayTableModel, Column, number_column
 ROOT = Path(__file__).resolve().parent.parent
 DOCK_NAMES = {"margin_alerts", "client_drilldown", "margin_table", "feed", "approvals", "risk_parameters",
               "audit_trail", "credit", "margin_requirements", "short_sell", "lists", "client_margin", "haircuts",
+              "stress",
               "trading_limits", "pretrade", "limits"}
 
 
@@ -84,6 +85,7 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     toggles = {a.text(): a for a in w.view_menu.actions() if a.isCheckable()}
     assert set(toggles) == {"Margin alerts", "Client drill-down", "Margin table", "Feed", "Approvals",
                             "Risk parameters", "Audit trail", "Credit", "Margin requirements", "Short-sell status", "Lists and groups", "Client margin", "Haircuts",
+                            "Stress testing",
                             "Trading limits", "Pre-trade", "Limits"}
     toggles["Feed"].trigger()
     assert w.docks["feed"].isHidden()
