@@ -35,6 +35,7 @@ def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions:
     store.save_book(book, indices=indices, holidays=shipped_holidays())
     store.set_meta("demo", "1")
     seed_demo_governance(store)
+    seed_demo_kris(store, seed=seed)
     if pretrade:
         seed_demo_pretrade(store, book, seed=seed)
     return {"accounts": book.n_acct, "securities": book.n_sec, "positions": book.n_pos}
@@ -47,6 +48,23 @@ def ensure_demo_store(store: Store) -> bool:
         seed_demo_store(store)
         return True
     return False
+
+
+def seed_demo_kris(store: Store, seed: int = 7) -> int:
+    """Two years of daily KRI readings up to the last business day, and the tasks they call for."""
+    from datetime import date
+
+    import numpy as np
+
+    from services import kri
+
+    end = np.busday_offset(np.datetime64(date.today(), "D"), 0, roll="backward",
+                           holidays=kri._holidays()).astype(date)
+    with store.begin() as conn:
+        n = kri.seed_readings(conn, end, seed=seed)
+    if n:
+        kri.sync_tasks(store, "demo")
+    return n
 
 
 # local demo users (README lists them): login, role, display name; password = login + "-demo"
