@@ -26,6 +26,8 @@ from widgets.drilldown_dock import DrilldownDock
 from widgets.feed_dock import FeedDock
 from widgets.formatting import FEED_STATE_COLOURS, clock_time, dot_html
 from widgets.haircuts_dock import HaircutsDock
+from widgets.index_dock import IndexDock
+from widgets.lcs_dock import LcsDock
 from widgets.limits_dock import LimitsDock
 from widgets.lists_dock import ListsDock
 from widgets.margin_settings_dock import MarginSettingsDock
@@ -39,7 +41,7 @@ from widgets.trading_limits_dock import TradingLimitsDock
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 9  # 9: stress testing; 8: pre-trade, limits; 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
+WINDOW_STATE_VERSION = 10  # 10: LCS test, indices and levels; 9: stress testing; 8: pre-trade, limits; 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -96,6 +98,8 @@ class MainWindow(QMainWindow):
         self.haircuts = HaircutsDock()
         self.trading_limits = TradingLimitsDock()
         self.stress = StressDock()
+        self.lcs = LcsDock()
+        self.indices = IndexDock()
         self.pretrade = PretradeDock()
         self.limits = LimitsDock()
         self.what_if_dialog: Any = None
@@ -122,13 +126,15 @@ class MainWindow(QMainWindow):
                 (self.stress, "Stress testing", "stress", Area.BottomDockWidgetArea),
                 (self.trading_limits, "Trading limits", "trading_limits", Area.BottomDockWidgetArea),
                 (self.pretrade, "Pre-trade", "pretrade", Area.BottomDockWidgetArea),
-                (self.limits, "Limits", "limits", Area.BottomDockWidgetArea)):
+                (self.limits, "Limits", "limits", Area.BottomDockWidgetArea),
+                (self.lcs, "LCS test", "lcs", Area.BottomDockWidgetArea),
+                (self.indices, "Indices and levels", "indices", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
         for editor in (self.margin_settings, self.short_sell, self.lists, self.client_margin, self.haircuts,
-                       self.trading_limits, self.limits, self.pretrade):
+                       self.trading_limits, self.limits, self.pretrade, self.indices):
             self.approvals.requests_changed.connect(lambda _full, e=editor: e.refresh())
         self.approvals.requests_changed.connect(lambda _full: self.stress.refresh())
         self._build_menus()
@@ -178,7 +184,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Area.BottomDockWidgetArea, d["feed"])
         self.tabifyDockWidget(d["margin_table"], d["feed"])
         for name in ("approvals", "pretrade", "risk_parameters", "margin_requirements", "client_margin", "haircuts",
-                     "short_sell", "credit", "trading_limits", "limits", "lists", "audit_trail"):
+                     "short_sell", "credit", "trading_limits", "limits", "lists", "lcs", "indices", "audit_trail"):
             self.addDockWidget(Area.BottomDockWidgetArea, d[name])
             self.tabifyDockWidget(d["margin_table"], d[name])
         self.addDockWidget(Area.BottomDockWidgetArea, d["stress"])
@@ -214,6 +220,8 @@ class MainWindow(QMainWindow):
         self.stress.set_context(store, user, tasks)
         self.pretrade.set_context(store, user, tasks)
         self.limits.set_context(store, user, tasks)
+        self.lcs.set_context(store, user, tasks)
+        self.indices.set_context(store, user, tasks)
         self.what_if_action.setEnabled(True)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
@@ -380,7 +388,8 @@ class MainWindow(QMainWindow):
             self._expiry_timer.stop()
         for w in (self.alerts, self.drilldown, self.margin_table, self.feed, self.approvals, self.parameters,
                   self.audit, self.credit, self.margin_settings, self.short_sell, self.lists,
-                  self.client_margin, self.haircuts, self.trading_limits, self.pretrade, self.limits):
+                  self.client_margin, self.haircuts, self.trading_limits, self.pretrade, self.limits,
+                  self.lcs, self.indices):
             w.stop()
         self.stress.stop()
         if self.what_if_dialog is not None:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCK_NAMES = {"margin_alerts", "client_drilldown", "margin_table", "feed", "approvals", "risk_parameters",
               "audit_trail", "credit", "margin_requirements", "short_sell", "lists", "client_margin", "haircuts",
               "stress",
-              "trading_limits", "pretrade", "limits"}
+              "trading_limits", "pretrade", "limits", "lcs", "indices"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,7 +86,7 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     assert set(toggles) == {"Margin alerts", "Client drill-down", "Margin table", "Feed", "Approvals",
                             "Risk parameters", "Audit trail", "Credit", "Margin requirements", "Short-sell status", "Lists and groups", "Client margin", "Haircuts",
                             "Stress testing",
-                            "Trading limits", "Pre-trade", "Limits"}
+                            "Trading limits", "Pre-trade", "Limits", "LCS test", "Indices and levels"}
     toggles["Feed"].trigger()
     assert w.docks["feed"].isHidden()
     toggles["Feed"].trigger()
