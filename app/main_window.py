@@ -16,6 +16,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QWidget
 
+from app.dock_catalog import CATALOGUE, WORKSPACES, workspace_docks
 from app.qt_app import APP_NAME, ORG_NAME
 from widgets.alerts_dock import AlertsDock
 from widgets.approvals_dock import ApprovalsDock
@@ -41,7 +42,7 @@ from widgets.trading_limits_dock import TradingLimitsDock
 if TYPE_CHECKING:
     from services.live import LiveMonitor
 
-WINDOW_STATE_VERSION = 10  # 10: LCS test, indices and levels; 9: stress testing; 8: pre-trade, limits; 7: haircuts, trading limits; 6: client margin; 2: approvals, parameters, audit; 3: credit; 4: margin requirements; 5: short-sell, lists
+WINDOW_STATE_VERSION = 11  # bumped whenever the set of docks changes (saved layouts are then discarded)
 DEFAULT_SIZE = (1760, 990)  # fits every alert column; shrunk to the screen when it is smaller
 Area = Qt.DockWidgetArea
 
@@ -130,6 +131,18 @@ class MainWindow(QMainWindow):
                 (self.lcs, "LCS test", "lcs", Area.BottomDockWidgetArea),
                 (self.indices, "Indices and levels", "indices", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
+        # catalogue docks (app/dock_catalog.py): built here, wired by the same hooks as the rest
+        self.catalogue: dict[str, Any] = {}
+        for spec in CATALOGUE:
+            widget = spec.build()
+            self.catalogue[spec.object_name] = widget
+            self.create_dock(widget, spec.title, spec.object_name, Area.BottomDockWidgetArea)
+            if spec.refresh_on_approval:
+                self.approvals.requests_changed.connect(lambda _full, e=widget: e.refresh())
+            if hasattr(widget, "open_dock"):
+                widget.open_dock.connect(self.open_dock)
+            if hasattr(widget, "account_selected"):
+                widget.account_selected.connect(self.drilldown.show_account)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
@@ -165,6 +178,34 @@ class MainWindow(QMainWindow):
         self.docks[object_name] = dock
         return dock
 
+    def open_dock(self, object_name: str) -> None:
+        """Show and raise a dock by its object name (risk overview figures, cross-links)."""
+        dock = self.docks.get(object_name)
+        if dock is not None:
+            self.raise_dock(dock)
+
+    def apply_workspace(self, name: str) -> None:
+        """Show one workspace's docks tabbed below the alerts; hide the other bottom docks."""
+        wanted = [n for n in workspace_docks(name) if n in self.docks
+                  and (n != "audit_trail" or self._audit_allowed())]
+        fixed = {"margin_alerts", "client_drilldown"}
+        for n, dock in self.docks.items():
+            if n not in fixed and n not in wanted:
+                dock.hide()
+        first = None
+        for n in wanted:
+            dock = self.docks[n]
+            dock.setFloating(False)
+            self.addDockWidget(Area.BottomDockWidgetArea, dock)
+            if first is None:
+                first = dock
+            else:
+                self.tabifyDockWidget(first, dock)
+            dock.show()
+        if first is not None:
+            first.raise_()
+        self.settings.setValue("window/workspace", name)
+
     def raise_dock(self, dock: QDockWidget) -> None:
         dock.show()
         dock.raise_()
@@ -189,6 +230,9 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(d["margin_table"], d[name])
         self.addDockWidget(Area.BottomDockWidgetArea, d["stress"])
         self.tabifyDockWidget(d["margin_table"], d["stress"])
+        for spec in CATALOGUE:
+            self.addDockWidget(Area.BottomDockWidgetArea, d[spec.object_name])
+            self.tabifyDockWidget(d["margin_table"], d[spec.object_name])
         if not self._audit_allowed():
             d["audit_trail"].hide()
         d["margin_table"].raise_()
@@ -222,6 +266,8 @@ class MainWindow(QMainWindow):
         self.limits.set_context(store, user, tasks)
         self.lcs.set_context(store, user, tasks)
         self.indices.set_context(store, user, tasks)
+        for widget in self.catalogue.values():
+            widget.set_context(store, user, tasks)
         self.what_if_action.setEnabled(True)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
@@ -317,6 +363,14 @@ class MainWindow(QMainWindow):
         self.what_if_action.setEnabled(False)  # after login
         trading_menu.addAction(self.what_if_action)
         self.view_menu.addSeparator()
+        workspaces = self.view_menu.addMenu("&Workspaces")
+        self.workspace_actions: dict[str, QAction] = {}
+        for i, name in enumerate(WORKSPACES, start=1):
+            act = self._action(name, lambda n=name: self.apply_workspace(n), QKeySequence(f"Alt+Shift+{i}"))
+            workspaces.addAction(act)
+            self.workspace_actions[name] = act
+        workspaces.addSeparator()
+        workspaces.addAction(self._action("All docks", self.reset_layout))
         self.reset_action = self._action("&Reset layout", self.reset_layout)
         self.view_menu.addAction(self.reset_action)
         self.refresh_action = self._action("Refresh", self.refresh, QKeySequence(Qt.Key.Key_F5))
@@ -370,6 +424,9 @@ class MainWindow(QMainWindow):
         self.drilldown.set_monitor(monitor, store)
         self.margin_table.set_monitor(monitor, price_timestamps)
         self.feed.set_monitor(monitor, feed_address)
+        for widget in self.catalogue.values():
+            if hasattr(widget, "set_monitor"):
+                widget.set_monitor(monitor)
         self._status_timer.start()
         self.update_status()
 
@@ -391,6 +448,8 @@ class MainWindow(QMainWindow):
                   self.client_margin, self.haircuts, self.trading_limits, self.pretrade, self.limits,
                   self.lcs, self.indices):
             w.stop()
+        for widget in self.catalogue.values():
+            widget.stop()
         self.stress.stop()
         if self.what_if_dialog is not None:
             self.what_if_dialog.close()

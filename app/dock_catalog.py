@@ -1,0 +1,56 @@
+"""Docks added to the main window from a catalogue (one line per dock).
+
+A catalogue dock is a QWidget class constructed with no arguments that provides:
+    set_context(store, user, tasks)   after login (store: services.store.Store, user: services.auth.User,
+                                      tasks: app.tasks.TaskRunner — run DB work there, never on the GUI thread)
+    refresh()                         reload (also called after any four-eyes decision when
+                                      ``refresh_on_approval``)
+    stop()                            stop timers / listeners on shutdown
+and optionally:
+    set_monitor(monitor)              the running services.live.LiveMonitor (called by MainWindow.attach)
+    open_dock = Signal(str)           ask the window to raise the dock with that object name
+    account_selected = Signal(int)    engine account index: the drill-down shows it
+
+The dock's object name is its stable identity in saved layouts; the workspace puts it in one of the
+View ▸ Workspaces sets. Imports are lazy so that a catalogue entry costs nothing until the window opens.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DockSpec:
+    module: str  # e.g. "widgets.incidents_dock"
+    cls: str  # e.g. "IncidentsDock"
+    title: str  # dock title shown to the user
+    object_name: str  # stable objectName (saveState)
+    workspace: str  # one of WORKSPACES' keys
+    refresh_on_approval: bool = True
+
+    def build(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.cls)()
+
+
+CATALOGUE: tuple[DockSpec, ...] = (
+)
+
+# View ▸ Workspaces: the bottom-area docks each set shows (tabbed, first one raised); alerts and the
+# drill-down always stay. Catalogue docks join their workspace automatically.
+WORKSPACES: dict[str, tuple[str, ...]] = {
+    "Margin desk": ("margin_table", "feed", "credit", "pretrade"),
+    "Parameters": ("approvals", "risk_parameters", "margin_requirements", "client_margin", "haircuts",
+                   "short_sell", "trading_limits", "limits", "lists", "indices"),
+    "Stress and LCS": ("stress", "lcs", "indices"),
+    "Operational risk": (),
+    "Oversight": ("approvals", "audit_trail"),
+}
+
+
+def workspace_docks(name: str) -> tuple[str, ...]:
+    """The object names a workspace shows: its fixed docks and the catalogue docks that join it."""
+    extra = tuple(s.object_name for s in CATALOGUE if s.workspace == name)
+    return WORKSPACES.get(name, ()) + extra
