@@ -57,6 +57,7 @@ def _add_rules(st: Any, text: Any) -> None:
     with st.begin() as conn:
         accts = [r[0] for r in conn.execute(text("select id from accounts"))]
         secs = [r[0] for r in conn.execute(text("select id from securities"))]
+        first = int(conn.execute(text("select coalesce(max(id), 0) from limit_rules")).scalar_one()) + 1
         rows = []
         for i in range(2000):
             kind = i % 4
@@ -64,7 +65,7 @@ def _add_rules(st: Any, text: Any) -> None:
             s = rng.choice(secs) if kind in (1, 3) else None
             tr = f"T{rng.randrange(20)}" if kind == 2 else None
             code = ("CL_ORD_QTY", "SEC_DAY_QTY", "TR_ORD_NOTIONAL", "MULTI_DAY_QTY")[kind]
-            rows.append({"id": i + 1, "name": f"r{i}", "code": code, "a": a, "s": s, "t": tr,
+            rows.append({"id": first + i, "name": f"bench r{i}", "code": code, "a": a, "s": s, "t": tr,
                          "th": rng.choice([1e4, 1e5, 1e6, 1e7]) * (100 if kind == 2 else 1)})
         conn.execute(text("insert into limit_rules (id, name, code, account_id, security_id, trader, threshold) "
                           "values (:id, :name, :code, :a, :s, :t, :th)"), rows)
@@ -273,6 +274,7 @@ def _rule_in_force() -> Iterator[dict[str, Any]]:
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     st = Store(url)
     server = None
+    logins: list[Any] = []
     try:
         st.migrate()
         st.save_book(make_book([_acct("M1", 1_000_000, limit=0)], []))
@@ -281,13 +283,20 @@ def _rule_in_force() -> Iterator[dict[str, Any]]:
         ctx = zmq.Context()
         sock = ctx.socket(zmq.REQ)
         sock.connect(server.endpoint or "")
-        rita, sam = auth.User("rita", "R", "risk_officer"), auth.User("sam", "S", "supervisor")
+        # four-eyes on PostgreSQL: the maker and the checker are real database logins
+        sfx = "_" + name[-8:]
+        for login, role in (("rita", "risk_officer"), ("sam", "supervisor")):
+            auth.create_user(st, login + sfx, role, login.title(), password=f"{login}-pw")
+        rita, sam = auth.User("rita" + sfx, "R", "risk_officer"), auth.User("sam" + sfx, "S", "supervisor")
+        maker = Store(url.replace("postgres@", f"{rita.login}@"), password="rita-pw")
+        checker = Store(url.replace("postgres@", f"{sam.login}@"), password="sam-pw")
+        logins.extend([maker, checker])
         times = []
         for i in range(7):
-            rid = ps.propose_rule(st, rita, f"r{i}", "CL_ORD_QTY", {"account": "M1"}, 100 - i, "bench",
+            rid = ps.propose_rule(maker, rita, f"r{i}", "CL_ORD_QTY", {"account": "M1"}, 100 - i, "bench",
                                   action="reject")
             t0 = time.perf_counter()
-            changes.approve(st, sam, rid)
+            changes.approve(checker, sam, rid)
             t_commit = time.perf_counter()
             k = 0
             while True:
@@ -306,8 +315,12 @@ def _rule_in_force() -> Iterator[dict[str, Any]]:
     finally:
         if server is not None:
             server.stop()
+        for s_ in logins:
+            s_.dispose()
         st.dispose()
         admin.execute(f"drop database if exists {name} with (force)")
+        for login in ("rita", "sam"):  # login roles are cluster-wide: leave none behind
+            admin.execute(f'drop role if exists "{login}_{name[-8:]}"')
         admin.close()
 
 
