@@ -638,6 +638,8 @@ corrective_actions = Table(
     Column("verified_by", String(64)),
     Column("verified_at", DateTime(timezone=True)),
     _version(),
+    # incidents and corrective actions (0010): when work on the action started
+    Column("started_at", DateTime(timezone=True)),
     Index("ix_corrective_actions_source", "source_kind", "source_id"),
     CheckConstraint("status in ('open', 'in_progress', 'completed', 'verified')", name="status_known"),
     CheckConstraint("verified_by is null or verified_by <> owner", name="verifier_not_owner"),
@@ -662,6 +664,12 @@ incidents = Table(
     Column("created_by", String(64), nullable=False),
     Column("closed_at", DateTime(timezone=True)),
     _version(),
+    # incidents and corrective actions (0010): the response clock and the post-incident review sign-off
+    Column("triaged_at", DateTime(timezone=True)),
+    Column("response_due_at", DateTime(timezone=True)),  # detected_at + the severity's response time
+    Column("responded_at", DateTime(timezone=True)),  # left triage: escalation list told, commander named
+    Column("reviewed_by", String(64)),
+    Column("reviewed_at", DateTime(timezone=True)),
     CheckConstraint("severity is null or severity between 1 and 4", name="severity_range"),
     CheckConstraint("state in ('detect', 'triage', 'communicate', 'contain', 'resolve', 'recover', 'review', "
                     "'closed')", name="state_known"),
@@ -851,4 +859,218 @@ nb_proposals = Table(  # new-business review board
     _version(),
     CheckConstraint("stage in ('rationale', 'compliance', 'risk', 'committee', 'approved', 'vetoed')",
                     name="stage_known"),
+)
+
+# ---------------------------------------------------------------- issue 7: RCSA new-business review steps
+nb_proposal_steps = Table(  # one row per completed step of a proposal: what was written, by whom, when
+    "nb_proposal_steps", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("proposal_id", Integer, ForeignKey("nb_proposals.id"), nullable=False),
+    Column("step", String(16), nullable=False),  # rationale | compliance | risk | committee
+    Column("outcome", String(16), nullable=False),  # done | approved | vetoed
+    Column("note", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("stress_run_id", Integer, ForeignKey("risk_runs.id")),
+    UniqueConstraint("proposal_id", "step"),  # a step is taken once: no going back
+    CheckConstraint("step in ('rationale', 'compliance', 'risk', 'committee')", name="step_known"),
+    CheckConstraint("outcome in ('done', 'approved', 'vetoed')", name="outcome_known"),
+)
+
+# ---------------------------------------------------------------- issue 7: loss events and trade errors (migration 0010)
+loss_events.append_column(Column("discovered_at", DateTime(timezone=True)))  # reporting due times count from here
+loss_events.append_column(Column("accounted_on", Date))  # the day the loss was booked
+loss_events.append_column(Column("fx_rate", Float, nullable=False, server_default="1"))  # to HKD when recorded
+loss_events.append_column(Column("reporting_route", Text, nullable=False, server_default=""))  # as routed
+loss_events.append_column(Column("report_due_at", DateTime(timezone=True)))
+loss_events.append_column(Column("regulatory_duty", Text, nullable=False, server_default=""))  # matrix duties
+loss_events.append_column(Column("duty_due_at", DateTime(timezone=True)))
+trade_errors.append_column(Column("severity_override_by", String(64)))
+trade_errors.append_column(Column("client_notified_at", DateTime(timezone=True)))
+trade_errors.append_column(Column("error_account_at", DateTime(timezone=True)))  # moved to the error account
+trade_errors.append_column(Column("final_pnl", Float))  # realised P&L once resolved (est_pnl until then)
+trade_errors.append_column(Column("resolved_by", String(64)))
+trade_errors.append_column(Column("resolved_at", DateTime(timezone=True)))
+trade_errors.append_column(Column("closed_at", DateTime(timezone=True)))
+trade_volumes = Table(  # trades done per month: the denominator of the error rate (errors per 1,000 trades)
+    "trade_volumes", metadata,
+    Column("month", Date, primary_key=True),  # first day of the month
+    Column("trades", Integer, nullable=False),
+    Column("entered_by", String(64), nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("trades >= 0", name="trades_non_negative"),
+)
+
+# ---------------------------------------------------------------- issue 8: working margin calls (notices, remarks,
+# exceptions). Operational records, written directly and audited; a call's deadline changes only through
+# change requests of kind "call_deadline" on margin_calls.
+margin_call_notices = Table(  # the outbox: one templated notice to the client per row
+    "margin_call_notices", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", Integer, ForeignKey("margin_calls.id"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("call_amount", Float, nullable=False),  # as stated in the notice
+    Column("deadline", Date, nullable=False),  # as stated in the notice
+    Column("status", String(16), nullable=False, server_default="queued"),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("channel", String(32), nullable=False, server_default=""),  # the sender that delivered it
+    Column("location", Text, nullable=False, server_default=""),  # where it went (file, message id)
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("snapshot_id", Integer, ForeignKey("margin_call_snapshots.id")),
+    CheckConstraint("status in ('queued', 'sent', 'failed')", name="status_known"),
+)
+margin_call_remarks = Table(
+    "margin_call_remarks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", Integer, ForeignKey("margin_calls.id"), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+)
+margin_call_exceptions = Table(  # a call marked as an exception (e.g. client's funds in transit), until cleared
+    "margin_call_exceptions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", Integer, ForeignKey("margin_calls.id"), nullable=False, index=True),
+    Column("marked_at", DateTime(timezone=True), nullable=False),
+    Column("marked_by", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("cleared_at", DateTime(timezone=True)),
+    Column("cleared_by", String(64)),
+    Column("clear_reason", Text),
+)
+# at most one active (not cleared) exception per call
+Index("uq_margin_call_exceptions_active", margin_call_exceptions.c.call_id, unique=True,
+      sqlite_where=margin_call_exceptions.c.cleared_at.is_(None),
+      postgresql_where=margin_call_exceptions.c.cleared_at.is_(None))
+
+# ---------------------------------------------------------------- issue 8: options, stock collections, short
+# recalls, currency borrowing reminders. Records keep account and security codes as text (like the
+# pre-trade decisions) so a book replaced by `book import` never orphans or blocks them.
+option_contracts = Table(  # an option series is a security (prices, positions) with these terms
+    "option_contracts", metadata,
+    Column("security_id", Integer, ForeignKey("securities.id", ondelete="CASCADE"), primary_key=True),
+    Column("underlying_id", Integer, ForeignKey("securities.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("option_type", String(4), nullable=False),  # call | put
+    Column("strike", Float, nullable=False),  # in the underlying's currency, per share
+    Column("expiry", Date, nullable=False, index=True),
+    Column("contract_size", Integer, nullable=False),  # shares per contract (= the series' lot size)
+    _version(),
+    CheckConstraint("option_type in ('call', 'put')", name="type_known"),
+    CheckConstraint("strike > 0", name="strike_positive"),
+    CheckConstraint("contract_size >= 1", name="contract_size_positive"),
+)
+option_exercises = Table(  # exercise, assignment or lapse of one account's position in one series
+    "option_exercises", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("batch", String(40), nullable=False),  # one exercise run (per option or per client)
+    Column("account", String(32), nullable=False, index=True),
+    Column("option_code", String(32), nullable=False, index=True),
+    Column("underlying", String(32), nullable=False),
+    Column("option_type", String(4), nullable=False),
+    Column("strike", Float, nullable=False),
+    Column("expiry", Date, nullable=False),
+    Column("contracts", Float, nullable=False),  # signed: short positions are assigned
+    Column("units", Float, nullable=False),  # signed shares under the contracts
+    Column("underlying_price", Float, nullable=False),
+    Column("in_the_money", Boolean, nullable=False),
+    Column("action", String(16), nullable=False),  # exercised | assigned | lapsed
+    Column("stock_change", Float, nullable=False),  # underlying shares delivered (+) or taken (−)
+    Column("cash_change", Float, nullable=False),  # in the underlying's currency
+    Column("currency", String(8), nullable=False),
+    Column("intrinsic_value", Float, nullable=False),  # (S − K)⁺ or (K − S)⁺ × |units|
+    Column("by", String(64), nullable=False),
+    CheckConstraint("action in ('exercised', 'assigned', 'lapsed')", name="action_known"),
+)
+stock_collections = Table(  # shares to collect from a client (short stock without cover, covered calls)
+    "stock_collections", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),  # short_stock | covered_option
+    Column("account", String(32), nullable=False),
+    Column("code", String(32), nullable=False),  # the stock to collect
+    Column("source", String(32), nullable=False, server_default=""),  # option series for covered_option
+    Column("qty", Float, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Column("remark", Text, nullable=False, server_default=""),
+    _version(),
+    Index("ix_stock_collections_open", "kind", "account", "code", "source", "status"),
+    CheckConstraint("kind in ('short_stock', 'covered_option')", name="kind_known"),
+    CheckConstraint("status in ('open', 'collected', 'resolved', 'cancelled')", name="status_known"),
+    CheckConstraint("qty > 0", name="qty_positive"),
+)
+short_recalls = Table(  # the lender recalls a security: each short client gets a notice or a buy-in
+    "short_recalls", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # notice | liquidation
+    Column("due_date", Date, nullable=False),
+    Column("reason", Text, nullable=False),
+    CheckConstraint("action in ('notice', 'liquidation')", name="action_known"),
+)
+short_recall_items = Table(
+    "short_recall_items", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("recall_id", Integer, ForeignKey("short_recalls.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("account", String(32), nullable=False),
+    Column("short_qty", Float, nullable=False),  # shares short when recalled
+    Column("buy_qty", Float, nullable=False),  # shares to buy back (whole lots) for a liquidation
+    Column("price", Float, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),  # pending | sent | proposed | done
+    Column("ref", String(64), nullable=False, server_default=""),  # the notice / order made from it
+    Column("updated_by", String(64)),
+    Column("updated_at", DateTime(timezone=True)),
+    CheckConstraint("status in ('pending', 'sent', 'proposed', 'done', 'cancelled')", name="status_known"),
+)
+borrowing_rules = Table(  # a risk parameter (four-eyes): when a client is reminded to cover a currency debit
+    "borrowing_rules", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("currency", String(8), nullable=False, unique=True),  # a currency, or '*' for every non-base one
+    Column("currency_threshold", Float),  # debit in the currency itself at or above which the rule matches
+    Column("base_threshold", Float),  # debit's base-currency (HKD) equivalent at or above which it matches
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    _version(),
+    CheckConstraint("currency_threshold is null or currency_threshold >= 0", name="currency_threshold_range"),
+    CheckConstraint("base_threshold is null or base_threshold >= 0", name="base_threshold_range"),
+    CheckConstraint("currency_threshold is not null or base_threshold is not null", name="has_threshold"),
+)
+currency_exchanges = Table(  # a manual exchange for a client; cash balances move in the same transaction
+    "currency_exchanges", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("account", String(32), nullable=False, index=True),
+    Column("from_currency", String(8), nullable=False),
+    Column("to_currency", String(8), nullable=False),
+    Column("from_amount", Float, nullable=False),  # sold, in from_currency
+    Column("rate", Float, nullable=False),  # to_currency units per one from_currency unit
+    Column("to_amount", Float, nullable=False),  # bought, in to_currency
+    Column("by", String(64), nullable=False),
+    Column("remark", Text, nullable=False, server_default=""),
+    CheckConstraint("from_amount > 0 and rate > 0 and to_amount > 0", name="amounts_positive"),
+    CheckConstraint("from_currency <> to_currency", name="currencies_differ"),
+)
+borrowing_reminders = Table(  # one reminder sent to a client about a currency debit
+    "borrowing_reminders", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("account", String(32), nullable=False, index=True),
+    Column("currency", String(8), nullable=False),
+    Column("debit", Float, nullable=False),  # in the currency
+    Column("debit_base", Float, nullable=False),  # base-currency equivalent
+    Column("rule", String(64), nullable=False),  # which rule matched (text: rules change)
+    Column("channel", String(16), nullable=False, server_default="message"),
+    Column("message", Text, nullable=False),
+    Column("by", String(64), nullable=False),
 )
