@@ -18,7 +18,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MODULES = ("bench_margin", "bench_store", "bench_feed", "bench_gui", "bench_governance", "bench_imports",
-           "bench_pretrade", "bench_editor", "bench_stress", "bench_recon", "bench_pack")
+           "bench_pretrade", "bench_editor", "bench_stress", "bench_recon", "bench_pack",
+           "bench_kri")
 
 
 def main(argv: list[str]) -> int:
