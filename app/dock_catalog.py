@@ -36,12 +36,14 @@ class DockSpec:
 
 
 CATALOGUE: tuple[DockSpec, ...] = (
+    DockSpec("widgets.kri_dashboard", "KriDashboard", "KRI dashboard", "kri_dashboard", "Operational risk"),
+    DockSpec("widgets.overview_dock", "OverviewDock", "Risk overview", "risk_overview", "Margin desk"),
 )
 
 # View ▸ Workspaces: the bottom-area docks each set shows (tabbed, first one raised); alerts and the
 # drill-down always stay. Catalogue docks join their workspace automatically.
 WORKSPACES: dict[str, tuple[str, ...]] = {
-    "Margin desk": ("margin_table", "feed", "credit", "pretrade"),
+    "Margin desk": ("risk_overview", "margin_table", "feed", "credit", "pretrade"),
     "Parameters": ("approvals", "risk_parameters", "margin_requirements", "client_margin", "haircuts",
                    "short_sell", "trading_limits", "limits", "lists", "indices"),
     "Stress and LCS": ("stress", "lcs", "indices"),
@@ -52,5 +54,6 @@ WORKSPACES: dict[str, tuple[str, ...]] = {
 
 def workspace_docks(name: str) -> tuple[str, ...]:
     """The object names a workspace shows: its fixed docks and the catalogue docks that join it."""
-    extra = tuple(s.object_name for s in CATALOGUE if s.workspace == name)
-    return WORKSPACES.get(name, ()) + extra
+    fixed = WORKSPACES.get(name, ())
+    extra = tuple(s.object_name for s in CATALOGUE if s.workspace == name and s.object_name not in fixed)
+    return fixed + extra

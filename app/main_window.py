@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.pretrade = PretradeDock()
         self.limits = LimitsDock()
         self.what_if_dialog: Any = None
+        self.pack_dialog: Any = None
         self.user: Any = None
         self.idle_lock: Any = None  # widgets.session_lock.IdleLock once logged in
         self._governance: tuple[Any, Any, Any] | None = None  # (store, user, tasks) after login
@@ -235,7 +236,7 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(d["margin_table"], d[spec.object_name])
         if not self._audit_allowed():
             d["audit_trail"].hide()
-        d["margin_table"].raise_()
+        d.get("risk_overview", d["margin_table"]).raise_()  # the home dock
         w, h = self.width(), self.height()
         self.resizeDocks([d["margin_alerts"], d["client_drilldown"]], [int(w * 0.65), int(w * 0.35)],
                          Qt.Orientation.Horizontal)
@@ -269,6 +270,7 @@ class MainWindow(QMainWindow):
         for widget in self.catalogue.values():
             widget.set_context(store, user, tasks)
         self.what_if_action.setEnabled(True)
+        self.pack_action.setEnabled(True)
         if self.monitor is not None:
             self.credit.set_context(store, user, tasks, self.monitor)
         # pending requests past their time expire (also checked by every decision); the sweep
@@ -300,6 +302,20 @@ class MainWindow(QMainWindow):
         dialog.show()
         self.import_dialog = dialog
         return dialog
+
+    def open_pack(self) -> Any:
+        """Export ▸ Risk pack: sheets (remembered), file, built in the background with progress."""
+        if self._governance is None:
+            return None
+        from widgets.pack_dialog import PackDialog
+
+        store, user, tasks = self._governance
+        if self.pack_dialog is None or not self.pack_dialog.isVisible():
+            self.pack_dialog = PackDialog(store, user, tasks, self.monitor, parent=self)
+        self.pack_dialog.show()
+        self.pack_dialog.raise_()
+        self.pack_dialog.activateWindow()
+        return self.pack_dialog
 
     def open_what_if(self) -> Any:
         """The What-if order dialog (non-modal): the decision and the margin after the trade, on the
@@ -358,6 +374,10 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self._action("&Quit", self.close, QKeySequence(QKeySequence.StandardKey.Quit)))
         self.menuBar().insertMenu(self.view_menu.menuAction(), file_menu)
+        export_menu = self.menuBar().addMenu("E&xport")
+        self.pack_action = self._action("&Risk pack…", self.open_pack, QKeySequence("Ctrl+Shift+P"))
+        self.pack_action.setEnabled(False)  # after login
+        export_menu.addAction(self.pack_action)
         trading_menu = self.menuBar().addMenu("&Trading")
         self.what_if_action = self._action("&What-if order…", self.open_what_if, QKeySequence("Ctrl+W"))
         self.what_if_action.setEnabled(False)  # after login
@@ -453,3 +473,5 @@ class MainWindow(QMainWindow):
         self.stress.stop()
         if self.what_if_dialog is not None:
             self.what_if_dialog.close()
+        if self.pack_dialog is not None:
+            self.pack_dialog.close()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QTableView
 
 from app.dialogs import DialogService
 from app.feed_process import FeedProcess
+from app.dock_catalog import CATALOGUE, workspace_docks
 from app.main_window import WINDOW_STATE_VERSION, MainWindow, make_settings
 from app.qt_app import ExceptionRelay, create_qapp
 from app.session import FeedChoice, SessionController
@@ -80,10 +81,11 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
-    assert set(w.docks) == DOCK_NAMES
-    assert {d.objectName() for d in w.docks.values()} == DOCK_NAMES
+    catalogue = {spec.object_name for spec in CATALOGUE}
+    assert set(w.docks) == DOCK_NAMES | catalogue
+    assert {d.objectName() for d in w.docks.values()} == DOCK_NAMES | catalogue
     toggles = {a.text(): a for a in w.view_menu.actions() if a.isCheckable()}
-    assert set(toggles) == {"Margin alerts", "Client drill-down", "Margin table", "Feed", "Approvals",
+    assert set(toggles) - {spec.title for spec in CATALOGUE} == {"Margin alerts", "Client drill-down", "Margin table", "Feed", "Approvals",
                             "Risk parameters", "Audit trail", "Credit", "Margin requirements", "Short-sell status", "Lists and groups", "Client margin", "Haircuts",
                             "Stress testing",
                             "Trading limits", "Pre-trade", "Limits", "LCS test", "Indices and levels"}
@@ -98,6 +100,13 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     assert not w.docks["client_drilldown"].isFloating()
     assert w.dockWidgetArea(w.docks["client_drilldown"]) == Qt.DockWidgetArea.RightDockWidgetArea
     assert w.docks["feed"] in w.tabifiedDockWidgets(w.docks["margin_table"])
+    # a workspace shows its set tabbed below the alerts and hides the rest of the bottom docks
+    w.workspace_actions["Stress and LCS"].trigger()
+    shown = {n for n, d in w.docks.items() if not d.isHidden()}
+    assert shown == {"margin_alerts", "client_drilldown", *workspace_docks("Stress and LCS")}
+    assert w.docks["lcs"] in w.tabifiedDockWidgets(w.docks["stress"])
+    w.workspace_actions["Margin desk"].trigger()
+    assert not w.docks["risk_overview"].isHidden() and w.docks["stress"].isHidden()
 
 
 def test_layout_saved_on_close_and_restored_only_for_same_version(qtbot: Any, settings_file: Path) -> None:
