@@ -375,3 +375,18 @@ def export_run(store: Store, run_id: int, path: str) -> None:
                   ("Top 10 stocks", ["Code", "Impact", "Stressed LCS", "Buffer", "Pass"],
                    [[t["code"], t["impact"], t["lcs_stressed"], t["buffer"], t["pass"]] for t in res["top10"]])]
     write_sheets(path, sheets)
+
+
+def seed_demo_runs(store: Store, user: User | None = None) -> list[int]:
+    """The demo store's morning: the SFC 30% decline, the SFC level declines and an LCS test, stored as
+    runs (so the stress and LCS docks, the overview and the risk pack have something to show)."""
+    user = user or User("rita", "Rita Chan (risk officer)", "risk_officer")
+    book = store.load_book()
+    if book.n_acct == 0:
+        return []
+    ids = []
+    for name in ("sfc_level_declines.json", "sfc_decline_30.json"):
+        sc = stress.load_scenario(stress.SCENARIO_DIR / name, book)
+        ids.append(run_stress(store, user, sc, book=book, sweep_sizes=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5]))
+    ids.append(run_lcs(store, user, 300_000_000, 120_000_000, book=book))
+    return ids
