@@ -893,6 +893,7 @@ trade_errors.append_column(Column("final_pnl", Float))  # realised P&L once reso
 trade_errors.append_column(Column("resolved_by", String(64)))
 trade_errors.append_column(Column("resolved_at", DateTime(timezone=True)))
 trade_errors.append_column(Column("closed_at", DateTime(timezone=True)))
+trade_errors.append_column(Column("description", Text, nullable=False, server_default=""))
 trade_volumes = Table(  # trades done per month: the denominator of the error rate (errors per 1,000 trades)
     "trade_volumes", metadata,
     Column("month", Date, primary_key=True),  # first day of the month
@@ -1073,4 +1074,48 @@ borrowing_reminders = Table(  # one reminder sent to a client about a currency d
     Column("channel", String(16), nullable=False, server_default="message"),
     Column("message", Text, nullable=False),
     Column("by", String(64), nullable=False),
+)
+
+# ---------------------------------------------------------------- issue 8: liquidation orders (proposals confirmed,
+# batch and automatic liquidation). Operational records, written directly and audited. Account and security are kept
+# as codes (like the pre-trade decisions) and the call id without a foreign key, so a book replaced by `book import`
+# never orphans or blocks them. Liquidation orders are day orders: outstanding ones (confirmed or sent today) reserve
+# their quantity against new proposals.
+liquidation_orders = Table(
+    "liquidation_orders", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ticket", String(32), nullable=False, index=True),  # the lines confirmed together share a ticket
+    Column("account", String(32), nullable=False, index=True),
+    Column("call_id", Integer, index=True),  # margin_calls.id of the call it works (none: no open call)
+    Column("code", String(32), nullable=False),
+    Column("qty", Float, nullable=False),
+    Column("lot_size", Integer, nullable=False, server_default="1"),
+    Column("order_type", String(8), nullable=False, server_default="market"),
+    Column("limit_price", Float),
+    Column("ref_price", Float, nullable=False),  # price when proposed, security currency
+    Column("currency", String(8), nullable=False, server_default="HKD"),
+    Column("im_release", Float, nullable=False),  # IM released at ref_price, HKD
+    Column("state", String(16), nullable=False, server_default="confirmed"),
+    Column("reason", Text, nullable=False, server_default=""),  # manual reason, "batch: …" or "auto"
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("trade_day", Date, nullable=False, index=True),  # HK date the order is for (day order)
+    Column("sent_at", DateTime(timezone=True)),
+    Column("cancelled_by", String(64)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("cancel_reason", Text),
+    _version(),
+    CheckConstraint("qty > 0", name="qty_positive"),
+    CheckConstraint("order_type in ('market', 'limit')", name="order_type_known"),
+    CheckConstraint("order_type = 'market' or limit_price > 0", name="limit_price_given"),
+    CheckConstraint("state in ('proposed', 'confirmed', 'cancelled', 'sent')", name="state_known"),
+)
+liquidation_auto_runs = Table(  # automatic liquidation handled this call on this day (at most once)
+    "liquidation_auto_runs", metadata,
+    Column("call_id", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("account", String(32), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("shortfall_after", Float, nullable=False),  # IM shortfall left after the orders (HKD)
 )
