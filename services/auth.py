@@ -24,6 +24,7 @@ ROLE_LABELS = {
 # (role, action, kind): '*' is every kind of change
 DEFAULT_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("trader", "view", "*"), ("trader", "request", "order_release"),
+    ("trader", "request", "call_deadline"), ("trader", "request", "margin_call_work"),  # issue 8 call work
     ("risk_officer", "view", "*"), ("risk_officer", "request", "*"),
     ("supervisor", "view", "*"), ("supervisor", "request", "*"), ("supervisor", "approve", "*"),
     ("cro", "view", "*"), ("cro", "request", "*"), ("cro", "approve", "*"),

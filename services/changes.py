@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, text, update
@@ -43,6 +43,8 @@ KIND_TABLES = {
     "index_haircut": "index_haircuts", "trading_session": "trading_sessions",
     "limit_code": "limit_codes", "limit_rule": "limit_rules", "order_release": "pretrade_decisions",
     "stress_exemption": "stress_exemptions", "kri": "kris", "notification_rule": "notification_matrix",
+    "call_deadline": "margin_calls",  # issue 8: a margin call's deadline (services/call_work.py)
+    "borrowing_rule": "borrowing_rules",  # issue 8: currency borrowing reminder rules (services/borrowing.py)
 }
 
 
@@ -367,8 +369,10 @@ def _apply_local(conn: Connection, req: ChangeRequest) -> None:
 
 def _coerce(t: Any, col: str, v: Any) -> Any:
     """JSON carries dates as ISO text; give SQLAlchemy real datetimes for DateTime columns."""
-    from sqlalchemy import DateTime
+    from sqlalchemy import Date, DateTime
 
     if v is not None and isinstance(t.c[col].type, DateTime) and isinstance(v, str):
         return datetime.fromisoformat(v)
+    if v is not None and isinstance(t.c[col].type, Date) and isinstance(v, str):  # a call's deadline
+        return date.fromisoformat(v[:10])
     return v

@@ -232,8 +232,9 @@ class CallRepository:
                     if call_id is None:
                         continue
                     values: dict[str, Any] = {"current_status": ev.status if ev.status in ("call", "force")
-                                              else "call", "current_amount": ev.amount,
-                                              "version": S.margin_calls.c.version + 1}
+                                              else "call", "current_amount": ev.amount}
+                    if ev.kind != "eod":  # an end-of-day snapshot does not make a pending deadline request stale
+                        values["version"] = S.margin_calls.c.version + 1
                     if ev.kind == "force":
                         values["force_at"] = ts
                     if ev.kind in ("met", "closed", "liquidated"):
