@@ -52,7 +52,8 @@ def upgrade() -> None:
             ("trade_errors", sa.Column('final_pnl', sa.Float(), nullable=True)),
             ("trade_errors", sa.Column('resolved_by', sa.String(length=64), nullable=True)),
             ("trade_errors", sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True)),
-            ("trade_errors", sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True))):
+            ("trade_errors", sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True)),
+            ("trade_errors", sa.Column('description', sa.Text(), server_default='', nullable=False))):
         op.add_column(name, col)
     op.create_table('trade_volumes',
     sa.Column('month', sa.Date(), nullable=False),
@@ -88,7 +89,7 @@ def downgrade() -> None:
     # --- end incidents and corrective actions
     # --- loss events and trade errors (issue 7)
     op.drop_table('trade_volumes')
-    for name, cols in (("trade_errors", ('closed_at', 'resolved_at', 'resolved_by', 'final_pnl', 'error_account_at',
+    for name, cols in (("trade_errors", ('description', 'closed_at', 'resolved_at', 'resolved_by', 'final_pnl', 'error_account_at',
                                          'client_notified_at', 'severity_override_by')),
                        ("loss_events", ('duty_due_at', 'regulatory_duty', 'report_due_at', 'reporting_route',
                                         'fx_rate', 'accounted_on', 'discovered_at'))):
