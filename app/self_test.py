@@ -33,6 +33,24 @@ def _imports() -> str:
     return f"{len(REQUIRED_MODULES)} modules"
 
 
+def _window() -> str:
+    """The main window with every dock (the catalogue's are imported by name: a frozen build must carry them)."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    w = MainWindow(restore=False)
+    n = len(w.docks)
+    w.shutdown()
+    w.deleteLater()
+    app.processEvents()
+    return f"{n} docks"
+
+
 def _store() -> str:
     from services.demo_store import seed_demo_store
     from services.margin import MarginEngine
@@ -84,7 +102,8 @@ def _feed() -> str:
 
 
 CHECKS: tuple[tuple[str, Callable[[], str], bool], ...] = (
-    ("imports", _imports, True), ("store", _store, True), ("keyring", _keyring, False), ("feed", _feed, True))
+    ("imports", _imports, True), ("store", _store, True), ("keyring", _keyring, False), ("feed", _feed, True),
+    ("window", _window, True))
 
 
 def run(out: Any = None) -> int:
