@@ -18,8 +18,13 @@ def test_self_test_passes_from_source() -> None:
                        cwd=ROOT, timeout=120)
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.returncode == 0, r.stdout + r.stderr
-    assert {x["check"]: x["status"] for x in lines if "check" in x}.keys() == {"imports", "store", "keyring", "feed"}
+    assert {x["check"]: x["status"] for x in lines if "check" in x}.keys() == {"imports", "store", "keyring", "feed",
+                                                                            "window"}
     assert lines[-1] == {"self_test": "passed"}
+    window = next(x for x in lines if x.get("check") == "window")
+    from app.dock_catalog import CATALOGUE
+
+    assert int(window["detail"].split()[0]) >= 19 + len(CATALOGUE)  # every dock, the catalogue's included
 
 
 def test_a_failing_required_check_fails_the_self_test(monkeypatch) -> None:  # type: ignore[no-untyped-def]
