@@ -36,8 +36,20 @@ class DockSpec:
 
 
 CATALOGUE: tuple[DockSpec, ...] = (
+    DockSpec("widgets.call_work_dock", "CallWorkDock", "Margin-call work", "call_work", "Margin desk"),
     DockSpec("widgets.kri_dashboard", "KriDashboard", "KRI dashboard", "kri_dashboard", "Operational risk"),
+    DockSpec("widgets.incidents_dock", "IncidentsDock", "Incidents", "incidents", "Operational risk"),
+    DockSpec("widgets.actions_dock", "ActionsDock", "Corrective actions", "corrective_actions", "Operational risk"),
+    DockSpec("widgets.rcsa_dock", "RcsaDock", "RCSA register", "rcsa", "Operational risk"),
+    DockSpec("widgets.nb_review_dock", "NbReviewDock", "New-business review", "nb_review", "Operational risk"),
+    DockSpec("widgets.recon_dock", "ReconDock", "Reconciliation", "reconciliation", "Operational risk"),
+    DockSpec("widgets.loss_events_dock", "LossEventsDock", "Loss events", "loss_events", "Operational risk"),
     DockSpec("widgets.overview_dock", "OverviewDock", "Risk overview", "risk_overview", "Margin desk"),
+    DockSpec("widgets.positions_ops_dock", "PositionsOpsDock", "Positions and collections", "positions_ops",
+             "Margin desk"),
+    DockSpec("widgets.borrowing_dock", "BorrowingDock", "Currency borrowing", "currency_borrowing", "Margin desk"),
+    DockSpec("widgets.liquidation_orders_dock", "LiquidationOrdersDock", "Liquidation orders", "liquidation_orders",
+             "Margin desk"),
 )
 
 # View ▸ Workspaces: the bottom-area docks each set shows (tabbed, first one raised); alerts and the

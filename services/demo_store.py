@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from services.calendar import shipped_holidays
+from services.call_work import seed_demo_call_work
 from services.demo import make_demo_book
+from services.incidents_demo import seed_incidents
+from services.liquidation_orders import seed_demo_liquidation
+from services.loss_events import seed_loss_events
+from services.positions_ops import seed_positions_ops
+from services.rcsa import seed_rcsa
+from services.recon_sources import seed_demo_recon
+from services.trade_errors import seed_trade_errors
 from services.store import Store
 
 # (code, name, market, level): the index a security belongs to decides its level (RISK_METHODS §4)
@@ -20,7 +28,7 @@ DEMO_INDICES = (
 
 
 def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions: int | None = None,
-                    pretrade: bool = True) -> dict[str, Any]:
+                    pretrade: bool = True, runs: bool = True) -> dict[str, Any]:
     """The demo book, governance history and (``pretrade``) a morning of pre-trade decisions."""
     book = make_demo_book(clients, seed=seed, positions=positions)
     # the demo market is open round the clock, so prices go stale whenever the feed stops
@@ -35,9 +43,21 @@ def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions:
     store.save_book(book, indices=indices, holidays=shipped_holidays())
     store.set_meta("demo", "1")
     seed_demo_governance(store)
+    seed_incidents(store)  # incidents and corrective actions (issue 7)
+    seed_demo_recon(store, seed=seed)  # reconciliation breaks of every age (issue 7)
+    seed_loss_events(store, seed=seed)  # a year of loss events and near misses (issue 7)
+    seed_trade_errors(store, seed=seed)  # a year of trade-error tickets and trade counts (issue 7)
     seed_demo_kris(store, seed=seed)
+    seed_demo_call_work(store)  # issue 8: margin calls opened and worked (notices, remarks, exceptions)
+    seed_demo_liquidation(store)  # issue 8: liquidation orders confirmed, sent, cancelled
     if pretrade:
         seed_demo_pretrade(store, book, seed=seed)
+    seed_positions_ops(store, seed=seed)  # issue 8: options, lending inventory, collections, borrowing reminders
+    if runs:  # this morning's SFC stress runs and LCS test (issue 6)
+        from services.risk_runs import seed_demo_runs
+
+        seed_demo_runs(store)
+    seed_rcsa(store)  # RCSA register and new-business review board (issue 7); after the runs
     return {"accounts": book.n_acct, "securities": book.n_sec, "positions": book.n_pos}
 
 
