@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from models import schema as S
+from services import audit
 from services.recon import ReconResult, age_status
 from services.store import Store
 
@@ -74,6 +75,9 @@ def record_breaks(store: Store, result: ReconResult, ours: str | Path, theirs: s
             conn.execute(update(t).where(t.c.id.in_(gone)).values(
                 status="resolved", resolution=f"matched in import #{imp}", resolved_by=user, resolved_at=now,
                 version=t.c.version + 1))
+        audit.append(conn, store.kind, user, "import", "recon_imports", str(imp),
+                     after=f"{result.kind} {as_of.isoformat()}: {result.matched} matched, {result.auto_resolved} "
+                     f"auto-resolved, {len(result.breaks)} breaks ({len(new_rows)} new, {len(gone)} resolved)")
     return imp, True
 
 
@@ -122,6 +126,8 @@ def _move(store: Store, break_id: int, user: str, allowed: tuple[str, ...], **va
         if r.status not in allowed:
             raise BreakError(f"break {break_id} is {r.status}")
         conn.execute(update(t).where(t.c.id == break_id).values(version=t.c.version + 1, **values))
+        audit.append(conn, store.kind, user, str(values["status"]), "recon_breaks", str(break_id), before=r.status,
+                     after=", ".join(f"{k}={v}" for k, v in values.items() if k in ("status", "assignee", "root_cause")))
 
 
 def assign(store: Store, break_id: int, assignee: str, user: str) -> None:
