@@ -72,6 +72,26 @@ def open_call_id(store: Store, account_id: int) -> int | None:
     return None if v is None else int(v)
 
 
+def call_summary(store: Store, call_id: int | None = None, account_id: int | None = None) -> dict[str, Any] | None:
+    """A call (by id, or the account's open call) with its active exception, for the action dialogs;
+    None when the account has no open call."""
+    with store.begin() as conn:
+        if call_id is None:
+            call_id = conn.execute(select(S.margin_calls.c.id).where(and_(
+                S.margin_calls.c.account_id == account_id, S.margin_calls.c.state == "open"))).scalar()
+            if call_id is None:
+                return None
+        info = call_info(conn, int(call_id))
+        x = _active_exception(conn, int(call_id))
+        pending = [int(r.id) for r in conn.execute(select(S.change_requests.c.id, S.change_requests.c.target_key)
+                                                   .where(S.change_requests.c.kind == DEADLINE_KIND,
+                                                          S.change_requests.c.status == "pending"))
+                   if json.loads(r.target_key).get("id") == call_id]
+    info["exception"] = None if x is None else {"reason": x.reason, "by": x.marked_by, "at": as_utc(x.marked_at)}
+    info["pending_deadline_request"] = pending[0] if pending else None
+    return info
+
+
 def history_event(conn: Connection, info: dict[str, Any], kind: str, ts: datetime, detail: str,
                   snap: dict[str, Any] | None = None) -> None:
     """A desk action as an event in the call's history, carrying the call's state at that moment."""
@@ -423,3 +443,13 @@ def seed_demo_call_work(store: Store, now: float | None = None) -> int:
                                                 "Group treasury guarantee on file until month end"), strict=False):
         mark_exception(store, rita, call_id, why)
     return len(opened)
+
+
+def call_records(store: Store, call_id: int) -> dict[str, Any]:
+    """Everything the drill-down shows of one call besides its snapshots: notices, remarks, history."""
+    from services import notices
+
+    return {"call_id": call_id, "notices": notices.outbox(store, call_id=call_id), "remarks": remarks(store, call_id),
+            "history": call_history(store, call_id=call_id),
+            "exceptions": [x for x in exceptions(store, active_only=False) if x["call_id"] == call_id],
+            "snapshot_ids": [s["id"] for s in snapshots(store, call_id=call_id, limit=100_000)]}

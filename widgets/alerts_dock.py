@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 from services.calendar import HK_TZ
 from services.margin import CALL, STATUS_NAMES, WARNING
 from widgets.array_model import ArrayTableModel, Column, number_column
+from widgets.call_actions import CallActions
 from widgets.figures import FigureCard
 from widgets.formatting import (
     CENTER,
@@ -52,7 +54,8 @@ if TYPE_CHECKING:
 
 TICK_MS = 100
 SLOW_EVERY_S = 1.0
-STATUS_FILTERS = ("All alerts", "Warning", "Call", "Force", "Call + force", "Open calls", "Long-standing")
+STATUS_FILTERS = ("All alerts", "Warning", "Call", "Force", "Call + force", "Open calls", "Long-standing",
+                  "Intraday financing")  # the last: intraday-financing accounts only (issue 8)
 
 
 class AlertsDock(QWidget):
@@ -118,6 +121,9 @@ class AlertsDock(QWidget):
         bar.addWidget(self.status_filter)
         bar.addWidget(self.search, 1)
         bar.addWidget(self.count_label)
+        self.call_actions = CallActions(self)  # Send notice…, Adjust deadline…, Remark…, Mark as exception…
+        for button in self.call_actions.buttons():
+            bar.addWidget(button)
         lay.addLayout(bar)
 
         self.model = ArrayTableModel(self._columns(), self, row_background=self._row_background,
@@ -125,6 +131,13 @@ class AlertsDock(QWidget):
         self.view = make_table(self.model)
         self.view.sortByColumn(self.column("Status"), Qt.SortOrder.DescendingOrder)
         self.view.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.liquidate_action = QAction("Liquidate…", self.view)  # issue 8: the proposal that restores IM
+        self.liquidate_action.triggered.connect(self.liquidate_current)
+        self.view.addAction(self.liquidate_action)
+        liquidate_button = QToolButton()
+        liquidate_button.setDefaultAction(self.liquidate_action)
+        bar.addWidget(liquidate_button)
+        self.call_actions.install(self.view)
         self.position_model = PositionAlertsModel(parent=self)
         self.position_view = make_table(self.position_model)
         self.position_view.setSortingEnabled(False)
@@ -174,6 +187,7 @@ class AlertsDock(QWidget):
         """Start following ``monitor`` (the first tick fills the table)."""
         self.monitor = monitor
         self.model.lock = monitor.lock
+        self.call_actions.set_monitor(monitor)
         self._book = None
         self._last_slow = 0.0
         self.tick()
@@ -221,6 +235,7 @@ class AlertsDock(QWidget):
             else:
                 if slow:
                     self._last_slow = now
+                    self.call_actions.set_account(self.call_actions.account)  # a call opened or ended
                     stale = m.stale_accounts()
                     changed = np.union1d(changed, self._set_slow(stale, m.tracker.open, m.tracker.opened_at,
                                                                  today)).astype(np.int64)
@@ -345,6 +360,7 @@ class AlertsDock(QWidget):
                 "Warning": st == 1, "Call": st == 2, "Force": st == 3, "Call + force": st >= CALL,
                 "Open calls": t.open[keys],
                 "Long-standing": t.long_standing(m.today())[keys],
+                "Intraday financing": m.engine.book.acct_type[keys] == 2,
             }[choice]
             if self._search_mask is not None and self._search_mask.shape[0] > int(keys.max(initial=0)):
                 mask = mask & self._search_mask[keys]
@@ -352,8 +368,16 @@ class AlertsDock(QWidget):
 
         return fn
 
+    def liquidate_current(self) -> None:
+        """Open the Liquidate dialog for the selected account (through the Liquidation orders dock)."""
+        from widgets.liquidation_dialog import open_liquidation
+
+        if self.view.currentIndex().isValid():
+            open_liquidation(self, self.model.key_at(self.view.currentIndex().row()))
+
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
+            self.call_actions.set_account(self.model.key_at(current.row()))
             self.account_selected.emit(self.model.key_at(current.row()))
 
     def _row_background(self, key: int) -> QColor | None:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -115,7 +116,13 @@ class DrilldownDock(QWidget):
         sl.setContentsMargins(0, 4, 0, 0)
         self.sale_note = QLabel("")
         self.sale_note.setWordWrap(True)
-        sl.addWidget(self.sale_note)
+        sale_bar = QHBoxLayout()
+        sale_bar.addWidget(self.sale_note, 1)
+        self.liquidate_button = QPushButton("Liquidate…")
+        self.liquidate_button.setToolTip("edit and confirm these sell orders (stored as liquidation orders)")
+        self.liquidate_button.clicked.connect(self.liquidate)
+        sale_bar.addWidget(self.liquidate_button)
+        sl.addLayout(sale_bar)
         self.sales = ArrayTableModel([
             Column("Code", _arrays_column(self._sale, "code")),
             number_column("Sell qty", _arrays_column(self._sale, "qty"), fmt=quantity),
@@ -153,6 +160,7 @@ class DrilldownDock(QWidget):
     def set_monitor(self, monitor: LiveMonitor, store: Store | None = None) -> None:
         self.monitor = monitor
         self.store = store
+        self.call_panel.records.set_source(store, self.run_task)  # notices, remarks, history of the call
         if self.chart is None:
             from widgets.equity_chart import EquityChart  # pyqtgraph: only once the window has painted
 
@@ -272,7 +280,7 @@ class DrilldownDock(QWidget):
             released = sum(p.im_release for p in proposals)
             tail = "" if released >= deficit else \
                 f" Selling every marginable long still leaves {money(deficit - released)} to cover with cash."
-            self.sale_note.setText(f"IM deficit {money(deficit)} HKD. Sell in this order (highest IM ratio "
+            self.sale_note.setText(f"IM deficit {money(deficit)} HKD. Sell in this order (largest haircut "
                                    f"first, whole lots):{tail}")
         arrays = {
             "code": np.array([p.code for p in proposals], dtype=str),
@@ -315,6 +323,12 @@ class DrilldownDock(QWidget):
         if call is None:
             self.call_panel.set_note("the call is being recorded; snapshots will appear shortly")
             self._call_retry_at = time.monotonic() + 5.0  # the writer thread stores it within seconds
+
+    def liquidate(self) -> Any:
+        """The Liquidate dialog for the account shown (through the Liquidation orders dock)."""
+        from widgets.liquidation_dialog import open_liquidation
+
+        return open_liquidation(self, self.account) if self.account >= 0 else None
 
     def _pick(self, code: str) -> None:
         if self.monitor is None:

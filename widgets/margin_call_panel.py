@@ -15,6 +15,7 @@ import numpy as np
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from widgets.array_model import ArrayTableModel, Column, number_column
+from widgets.call_history import CallRecordsTabs
 from widgets.figures import FieldGrid
 from widgets.formatting import STATUS_ACCENT, clock_time, money
 from widgets.tables import make_table
@@ -62,7 +63,8 @@ class MarginCallPanel(QWidget):
         ]
         self.model = ArrayTableModel(cols, self)
         self.view = make_table(self.model)
-        lay.addWidget(self.view, 1)
+        self.records = CallRecordsTabs(self.view)  # snapshots (Export…), notices, remarks, history (issue 8)
+        lay.addWidget(self.records, 1)
 
     def show_live(self, is_open: bool, status: str, amount: float, deadline: Any, age: int,
                   opened_at: float) -> None:
@@ -87,6 +89,7 @@ class MarginCallPanel(QWidget):
             self.model.reset(np.zeros(0, np.int64))
             self.fields.set("Trigger status", "")
             self.fields.set("Trigger amount", "")
+            self.records.load(None)
             return
         self.fields.set("Triggered", _when(call.opened_at))
         self.fields.set("Trigger status", call.trigger_status)
@@ -94,6 +97,7 @@ class MarginCallPanel(QWidget):
         self._snaps = list(call.snapshots)
         self.model.reset(np.arange(len(self._snaps)))
         self.note.setText(f"{len(self._snaps)} snapshot(s) stored for call #{call.call_id}")
+        self.records.load(call.call_id)
 
     def set_note(self, text: str) -> None:
         self.note.setText(text)
