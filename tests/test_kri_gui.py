@@ -115,7 +115,8 @@ def test_chart_draws_last_readings_over_threshold_bands(qtbot: Any, dash: KriDas
     assert ch.bands["red"][1] == 90.0 and ch.bands["amber"] == (90.0, 95.0) and ch.bands["green"][0] == 95.0
 
 
-def test_drill_down_lists_the_records_behind_a_computed_value(qtbot: Any, dash: KriDashboard) -> None:
+def test_drill_down_lists_the_records_behind_a_computed_value(qtbot: Any, dash: KriDashboard,
+                                                              kstore: Store) -> None:
     with qtbot.waitSignal(dash.drilled, timeout=WAIT):
         dash.select("OPEN_INCIDENTS")
     recs = dash.drill.records
@@ -130,6 +131,13 @@ def test_drill_down_lists_the_records_behind_a_computed_value(qtbot: Any, dash: 
         dash.select("SETTLE_FAIL")
     assert [r["colour"] for r in dash.drill.records] == ["amber"] * 6 + ["green"]
     assert dash.drill.records[0]["day"] == END
+    # a stored reading that no longer matches the records says so
+    _readings(kstore, "OPEN_INCIDENTS", [5.0])
+    with qtbot.waitSignal(dash.populated, timeout=WAIT):
+        dash.refresh()
+    with qtbot.waitSignal(dash.drilled, timeout=WAIT):
+        dash.select("OPEN_INCIDENTS")
+    assert "the last stored reading is 5 (2026-12-29)" in dash.drill.caption.text()
 
 
 def test_commentary_required_for_red_and_saved(qtbot: Any, dash: KriDashboard, kstore: Store) -> None:

@@ -31,7 +31,12 @@ def y_range(st: KriStatus) -> tuple[float, float]:
     vals = np.r_[st.values, st.amber, st.red]
     lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
     pad = max((hi - lo) * 0.12, abs(hi) * 0.01, 1e-6)
-    return lo - pad, hi + pad
+    lo_p, hi_p = lo - pad, hi + pad
+    if lo >= 0:  # counts, rates and balances never go below zero: no empty negative strip
+        lo_p = max(lo_p, 0.0 if lo > pad else -pad * 0.25)
+    if st.unit == "%" and hi <= 100:
+        hi_p = min(hi_p, 100.0 + pad * 0.25)
+    return lo_p, hi_p
 
 
 class KriChart(QWidget):

@@ -171,7 +171,8 @@ class KriDashboard(QWidget):
 
         def done(res: tuple[float, list[dict[str, Any]]]) -> None:
             self._drill_task = None
-            self.drill.show_records(code, code in COMPUTED, res[0], res[1])
+            stored = self.data.by_code.get(code) if self.data is not None else None
+            self.drill.show_records(code, code in COMPUTED, res[0], res[1], stored)
             self.drilled.emit(code)
 
         def failed(e: BaseException) -> None:

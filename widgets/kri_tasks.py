@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QTableView, QVBoxLayout, QWidget
 
 from services import kri
+from services.kri import KriStatus
 from widgets.kri_forms import KriForm
 from widgets.kri_tiles import RAG
 from widgets.records import OVERDUE_TEXT, Field, RecordTableModel, set_tone, until_text
@@ -76,7 +77,8 @@ class DrillPanel(QWidget):
         self.code = code
         self.caption.setText(f"{code}: reading the records…")
 
-    def show_records(self, code: str, computed: bool, value: float, records: list[dict[str, Any]]) -> None:
+    def show_records(self, code: str, computed: bool, value: float, records: list[dict[str, Any]],
+                     stored: KriStatus | None = None) -> None:
         self.code = code
         self.records = [{**r, "_key": i} for i, r in enumerate(records)]
         names = tuple(k for k in (records[0] if records else {}) if k != "_key")
@@ -92,7 +94,12 @@ class DrillPanel(QWidget):
         fit_columns(self.view)
         what = "records behind the value now" if computed else "last readings as entered"
         v = "—" if value != value else f"{value:,.4g}"
-        self.caption.setText(f"{code}: {v} — {len(records)} {what}")
+        text = f"{code}: {v} — {len(records)} {what}"
+        if computed and stored is not None and stored.value is not None and value == value \
+                and abs(stored.value - value) > 1e-9:
+            text += (f" · the last stored reading is {stored.value:,.4g} ({stored.day}); "
+                     "Enter / import ▸ Compute from records stores today's value")
+        self.caption.setText(text)
 
 
 class TasksPanel(KriForm):
