@@ -44,6 +44,7 @@ CATALOGUE: tuple[DockSpec, ...] = (
     DockSpec("widgets.nb_review_dock", "NbReviewDock", "New-business review", "nb_review", "Operational risk"),
     DockSpec("widgets.recon_dock", "ReconDock", "Reconciliation", "reconciliation", "Operational risk"),
     DockSpec("widgets.loss_events_dock", "LossEventsDock", "Loss events", "loss_events", "Operational risk"),
+    DockSpec("widgets.trade_errors_dock", "TradeErrorsDock", "Trade errors", "trade_errors", "Operational risk"),
     DockSpec("widgets.overview_dock", "OverviewDock", "Risk overview", "risk_overview", "Margin desk"),
     DockSpec("widgets.positions_ops_dock", "PositionsOpsDock", "Positions and collections", "positions_ops",
              "Margin desk"),

@@ -363,9 +363,13 @@ def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEv
     df = events_frame(store)
     with store.begin() as conn:
         rules, fx, pending = matrix_rules(conn), fx_rates(conn), pending_rule_requests(conn)
-    events = df.drop(columns=["month"]).to_dict("records")
+    plain = df.drop(columns=["month"]).astype(object)
+    events = plain.where(plain.notna(), None).to_dict("records")  # no NaT / NaN for the GUI
     for e in events:
         e["near_miss"] = bool(e["near_miss"])
+        for k in ("discovered_at", "report_due_at", "duty_due_at", "created_at"):
+            if isinstance(e[k], pd.Timestamp):
+                e[k] = e[k].to_pydatetime()
     return LossEventsSnapshot(
         events, rules, fx, pending, breakdown(df, "event_type", EVENT_TYPES),
         breakdown(df, "business_line"), breakdown(df, "cause", CAUSES), monthly_trend(df, today),
