@@ -254,7 +254,7 @@ def evaluate(acct: LiquidationAccount, lines: Sequence[OrderLine]) -> Effect:
         seen[line.code] = n
         q = float(line.qty)
         if not np.isfinite(q) or q <= 0:
-            problems.append(f"{name}: the quantity must be more than 0")
+            problems.append(f"{name}: the quantity must be a number more than 0")
             continue
         if acct.suspended[i]:
             problems.append(f"{name}: {line.code} is suspended and cannot be sold")

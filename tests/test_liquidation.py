@@ -205,6 +205,7 @@ def _store(url: str) -> tuple[Store, MarginEngine]:
     book = store.load_book()
     e = MarginEngine(book)
     tracker = CallTracker(book.n_acct, CAL, 3)
+    assert book.acct_ids is not None
     repo = CallRepository(store, book.acct_ids)
     idx = book.acct_index
     # L1, L2 triggered Mon 23 Nov (deadline Thu 26); L3 on Thu 26 Nov (deadline Tue 1 Dec)
@@ -220,8 +221,8 @@ def _count(store: Store, where: str = "1 = 1") -> int:
 
 def _audit(store: Store, action: str) -> list[Any]:
     with store.begin() as conn:
-        return conn.execute(select(S.audit_log).where(S.audit_log.c.action == action)
-                            .order_by(S.audit_log.c.id)).all()
+        return list(conn.execute(select(S.audit_log).where(S.audit_log.c.action == action)
+                                 .order_by(S.audit_log.c.id)).all())
 
 
 def _confirm_and_cancel(url: str) -> None:
