@@ -223,3 +223,24 @@ def test_threshold_edit_is_a_change_request(qtbot: Any, dash: KriDashboard, ksto
     assert amber == 2.0  # nothing applied before a checker approves
     assert f"request #{sig.args[0]} pending" in dash.tiles.tiles["NIGO_RATE"].status.text()
     assert not form.submit_button.isEnabled()  # one request at a time per KRI
+
+
+def test_postgres_dashboard_load_in_one_read(pg_url: str) -> None:
+    from services.kri_dashboard import drill_records, load_dashboard
+
+    st = Store(pg_url)
+    st.migrate()
+    try:
+        _readings(st, "NIGO_RATE", [1.0, 1.5, 5.5])
+        _readings(st, "SETTLE_FAIL", [0.5] + [2.0] * 6)
+        kri.sync_tasks(st, "test")
+        data = load_dashboard(st, RITA)
+        assert data.readings == 10 and len(data.statuses) == 12
+        nigo, fail = data.by_code["NIGO_RATE"], data.by_code["SETTLE_FAIL"]
+        assert (nigo.colour, nigo.arrow, fail.colour, fail.escalated) == ("red", "↑", "red", True)
+        assert sorted((t["kri_code"], t["kind"]) for t in data.tasks) == [
+            ("NIGO_RATE", "cro_escalation"), ("SETTLE_FAIL", "cro_escalation")]
+        value, recs = drill_records(st, "SETTLE_FAIL")
+        assert value == 2.0 and [r["colour"] for r in recs] == ["amber"] * 6 + ["green"]
+    finally:
+        st.dispose()

@@ -198,3 +198,34 @@ def test_aged_view_and_resolving_a_break_with_its_root_cause(qtbot: Any, dock: R
         actions = [r[0] for r in conn.execute(text(
             "select action from audit_log where entity = 'recon_breaks' order by id"))]
     assert actions == ["assigned", "resolved"]
+
+
+def test_postgres_import_mapping_reuse_idempotence_and_resolve(pg_url: str, files: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    from services import breaks, recon_sources
+
+    st = Store(pg_url)
+    st.migrate()
+    try:
+        cols = recon_sources.file_columns(files["theirs"])
+        assert recon_sources.guess_mapping(cols, "position") == {}  # nothing it could guess
+        m_theirs = {"Acct Ref": "account", "Sec": "code", "Nominal": "qty"}
+        m_ours = recon_sources.guess_mapping(recon_sources.file_columns(files["ours"]), "position")
+        assert m_ours == {"account": "account", "code": "code", "qty": "qty", "trade_date": "trade_date"}
+        run = recon_sources.run_import(st, "olga", "position", SOURCE, str(files["ours"]), str(files["theirs"]),
+                                       AS_OF, m_ours, m_theirs)
+        assert (run.new, run.result.matched, run.result.auto_resolved, len(run.result.breaks)) == (True, 2, 1, 3)
+        info = recon_sources.inspect_files(st, "position", SOURCE, str(files["ours"]), str(files["theirs"]))
+        assert info["theirs"]["mapping"] == m_theirs and info["theirs"]["missing"] == [] and info["theirs"]["saved"]
+        again = recon_sources.run_import(st, "olga", "position", SOURCE, str(files["ours"]), str(files["theirs"]),
+                                         AS_OF, m_ours, m_theirs)
+        assert (again.new, again.import_id) == (False, run.import_id)
+        view = recon_sources.load_view(st, AS_OF)
+        assert len(view.breaks) == 3 and view.sources["position"] == [SOURCE]
+        aged = next(b for b in view.breaks if b["key"] == "M3/1.HK")
+        assert (aged["age_days"], aged["escalation"]) == (4, "warning")
+        breaks.resolve(st, int(aged["id"]), "olga", "stale holding file", "")
+        assert {b["key"] for b in recon_sources.load_view(st, AS_OF).breaks if b["status"] != "resolved"} == {
+            "M2/700.HK", "M5/3.HK"}
+    finally:
+        st.dispose()
