@@ -113,7 +113,7 @@ def test_import_with_a_column_mapping_counts_and_breaks(qtbot: Any, dock: ReconD
     with rstore.begin() as conn:
         saved = conn.execute(select(S.recon_sources.c.mapping).where(
             S.recon_sources.c.name == SOURCE, S.recon_sources.c.kind == "position")).scalar()
-    assert json.loads(saved) == {"Acct Ref": "account", "Sec": "code", "Nominal": "qty"}
+    assert json.loads(str(saved)) == {"Acct Ref": "account", "Sec": "code", "Nominal": "qty"}
 
 
 def test_mapping_remembered_for_the_source_next_file(qtbot: Any, dock: ReconDock, rstore: Store,
