@@ -229,7 +229,7 @@ def lot_problem(qty: float, lot: float, available: float) -> str:
     if abs(lots - round(lots)) < 1e-9:
         return ""
     lo, hi = np.floor(lots) * lot, np.ceil(lots) * lot
-    options = [_qty_text(x) for x in (lo, hi) if 0 < x <= available]
+    options = [_qty_text(x) for x in (lo, hi) if 0 < x < available]
     alt = " or ".join(options)
     tail = f"sell {alt}" + (" or " if alt else "sell ") + f"the whole {_qty_text(available)}"
     return f"{_qty_text(qty)} is not a whole number of lots of {_qty_text(lot)} ({tail})"

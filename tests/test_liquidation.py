@@ -161,6 +161,7 @@ def test_edited_orders_validated_naming_the_line() -> None:
     bad_lot = evaluate(a, [OrderLine("X.HK", 7_250)])
     assert bad_lot.problems == ["line 1 (X.HK): 7,250 is not a whole number of lots of 500 "
                                 "(sell 7,000 or 7,500 or the whole 10,000)"]
+    assert lot_problem(3_501, 500, 4_000) == "3,501 is not a whole number of lots of 500 (sell 3,500 or the whole 4,000)"
     assert "sells 10,500 but the account holds 10,000" in evaluate(a, [OrderLine("X.HK", 10_500)]).problems[0]
     assert evaluate(a, [OrderLine("Y.HK", 100), OrderLine("Z.HK", 1_000)]).problems == [
         "line 2 (Z.HK): the account holds no Z.HK to sell"]

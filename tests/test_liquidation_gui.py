@@ -99,14 +99,15 @@ def test_edit_confirm_and_cancel(qtbot: Any, dock: LiquidationOrdersDock, store:
     assert dialog.model.setData(dialog.model.index(row, col), f"{bad:.0f}")
     dialog.reason.setText("Client unreachable since the call")
     assert not dialog.confirm_button.isEnabled()
-    assert f"line {row + 1} ({rec['code']})" in dialog.confirm_note.text()
-    assert "is not a whole number of lots of" in dialog.confirm_note.text()
-    assert "is not a whole number of lots" in dialog.message.text() and dialog.message.isVisibleTo(dialog)
-    assert dialog.confirm_button.toolTip() == dialog.confirm_note.text()
+    why = dialog.confirm_button.toolTip()
+    assert why.startswith(f"line {row + 1} ({rec['code']}): {bad:,.0f} is not a whole number of lots of ")
+    assert dialog.message.text() == why and dialog.message.isVisibleTo(dialog)
+    dialog.grab().save("/tmp/liquidation_dialog_invalid.png")
     # one lot short: valid lots but IM no longer restored → a partial liquidation has to be accepted
     assert dialog.model.setData(dialog.model.index(row, col), f"{rec['qty'] - rec['lot']:.0f}")
     assert dialog.effect.valid and not dialog.effect.restores
     assert not dialog.confirm_button.isEnabled() and dialog.partial.isVisibleTo(dialog)
+    assert dialog.confirm_note.text() == "Confirm is disabled: the orders do not restore IM: accept a partial liquidation"
     assert "no longer restore IM" in dialog.message.text()
     # back to the proposal's quantity: IM restored, Confirm enabled
     assert dialog.model.setData(dialog.model.index(row, col), f"{rec['qty']:,.0f}")
@@ -152,3 +153,42 @@ def test_batch_disabled_with_tooltip_and_auto_schedule(qtbot: Any, dock: Liquida
     qtbot.waitUntil(lambda: not dock._load.busy, timeout=WAIT)
     assert not dock.check_schedule(day.replace(hour=14).timestamp())
     assert lo.settings(store).last_run is not None
+
+
+def test_batch_liquidation_after_approval(qtbot: Any, dock: LiquidationOrdersDock, store: Store,
+                                          monitor: LiveMonitor) -> None:
+    from PySide6.QtCore import QItemSelectionModel
+
+    from services import changes
+
+    rid = changes.submit(store, RITA, "company_parameter", {"name": "batch_liquidation_enabled"}, {"value": 1.0},
+                         "Month-end clean-up of open calls")
+    assert changes.approve(store, User("sam", "Sam Wong", "supervisor"), rid, "agreed") == "approved"
+    with qtbot.waitSignal(dock.refreshed, timeout=WAIT):
+        dock.refresh()
+    assert dock.batch_button.isEnabled()
+    taken = {r["account"] for r in lo.list_orders(store)}
+    d = dock.open_batch()
+    assert d is not None
+    qtbot.waitUntil(lambda: d.calls.rowCount() > 0, timeout=WAIT)
+    rows = [r for r in range(d.calls.rowCount()) if (rec := d.calls.record_at(r)) and rec["account"] not in taken][:3]
+    sel = d.calls_view.selectionModel()
+    for r in rows:
+        sel.select(d.calls.index(r, 0), QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+    picked = [d.calls.record_at(r)["account"] for r in rows]  # type: ignore[index]
+    assert len(picked) == 3 and d.propose_button.isEnabled()
+    with qtbot.waitSignal(d.proposed, timeout=WAIT):
+        d.propose_button.click()
+    assert sorted(i.account for i in d.items) == sorted(picked)
+    for item in d.items:  # the same numbers as one account at a time
+        acct = account_for_liquidation(monitor.engine, monitor.engine.book.acct_index[item.account])
+        assert [(o.code, o.qty) for o in item.orders] == [(x.code, x.qty) for x in propose(acct)]
+    assert d.blocked_reason() == "enter a reason" and not d.confirm_button.isEnabled()
+    d.reason.setText("month-end")
+    d.grab().save("/tmp/batch_liquidation_dialog.png")
+    n = sum(len(i.orders) for i in d.items)
+    with qtbot.waitSignal(d.confirmed, timeout=WAIT) as got, qtbot.waitSignal(dock.refreshed, timeout=WAIT):
+        d.confirm_button.click()
+    assert len(got.args[0]) == n
+    assert {r["account"] for r in lo.list_orders(store) if r["reason"] == "batch: month-end"} == set(picked)
+    d.close()

@@ -217,7 +217,8 @@ class LiquidationDialog(QDialog):
         self.confirm_note = QLabel("")
         self.confirm_note.setProperty("role", "caption")
         self.confirm_note.setWordWrap(True)
-        lay.addWidget(self.confirm_note, alignment=Qt.AlignmentFlag.AlignRight)
+        self.confirm_note.setAlignment(Qt.AlignmentFlag.AlignRight)
+        lay.addWidget(self.confirm_note)
         self.confirm_button = QPushButton("Confirm orders")
         self.confirm_button.setDefault(True)
         self.confirm_button.setEnabled(False)
@@ -404,7 +405,8 @@ class LiquidationDialog(QDialog):
         why = self.blocked_reason()
         self.confirm_button.setEnabled(not why)
         self.confirm_button.setToolTip(why)
-        self.confirm_note.setText(why)
+        shown = bool(why) and why in self.message.text() and self.message.isVisibleTo(self)
+        self.confirm_note.setText("" if shown or not why else f"Confirm is disabled: {why}")
 
     # ------------------------------------------------------------------ confirm
     def confirm(self) -> None:
