@@ -338,8 +338,10 @@ def seed_options(store: Store, today: date | None = None, seed: int = 7) -> int:
                 rows: list[tuple[int, float]] = []
                 if otype == "call" and holders:
                     # written calls: the first covered, the second short more than the shares held
-                    for h, (acct, qty) in enumerate(holders[:2]):
-                        contracts = max(1, int(float(qty) // size) // 2) if h == 0 else int(float(qty) // size) + 2
+                    writers = [holders[0], holders[-1]] if len(holders) > 1 else holders[:1]  # largest, smallest
+                    for h, (acct, qty) in enumerate(writers):
+                        full = int(float(qty) // size)
+                        contracts = max(1, min(full // 2, 10)) if h == 0 else min(full + 2, 24)
                         rows.append((int(acct), -float(contracts * size)))
                 for acct, in others[: 2 + (j % 2)]:
                     rows.append((int(acct), float(int(rng.integers(1, 6)) * size)))

@@ -314,6 +314,8 @@ class BorrowingDock(QWidget):
         self.match_label.setText(f"Clients matching the enabled rules: {len(snap.matches)} debits, "
                                  f"{total:,.2f} {snap.base} in all")
         self.propose_button.setToolTip("" if snap.may_request else "your role may not request rule changes")
+        if first:  # the largest debits first
+            self.match_view.sortByColumn(self.match_model.column_of("Debit (HKD)"), Qt.SortOrder.DescendingOrder)
         for k, m in enumerate((self.rule_model, self.match_model, self.reminder_model, self.exchange_model)):
             if k not in self._fitted and m.rowCount():
                 view = (self.rule_view, self.match_view, self.history.widget(0), self.history.widget(1))[k]
@@ -339,9 +341,15 @@ class BorrowingDock(QWidget):
     def validate_form(self) -> bool:
         why = check_rule(self.currency_combo.currentText(), self.currency_threshold.text(),
                          self.base_threshold.text(), self.reason_edit.text())
+        untouched = not (self.currency_threshold.text().strip() or self.base_threshold.text().strip()
+                         or self.reason_edit.text().strip())
+        if untouched:  # nothing typed yet: no complaint, nothing to submit
+            why_shown = ""
+        else:
+            why_shown = why
         allowed = self.snapshot is None or self.snapshot.may_request
         self.propose_button.setEnabled(not why and allowed and self.store is not None)
-        set_tone(self.rule_message, why, "warn" if why.startswith("Reason") else "error")
+        set_tone(self.rule_message, why_shown, "warn" if why.startswith("Reason") else "error")
         return not why
 
     def propose(self) -> None:

@@ -89,10 +89,10 @@ CLIENT_FIELDS = [Field("Account", "account"), Field("Client", "client"), Field("
                  Field("Short qty", "short_qty", "number", fmt=_qty), Field("Share", "share_pct", "number", fmt=_pct),
                  Field("Short MV (HKD)", "short_mv", "number"), Field("Status", "status", foreground=_status_colour),
                  Field("Equity", "equity", "number"), Field("Call amount", "call_amount", "number")]
-RECALL_FIELDS = [Field("Recall", "recall_id", "number", fmt=_int), Field("Code", "code"), Field("Action", "action"),
-                 Field("Due", "due_date"), Field("Account", "account"), Field("Short qty", "short_qty", "number", fmt=_qty),
-                 Field("Buy back", "buy_qty", "number", fmt=_qty), Field("Status", "status", foreground=_status_colour),
-                 Field("By", "by"), Field("Reason", "reason")]
+RECALL_FIELDS = [Field("Account", "account"), Field("Status", "status", foreground=_status_colour),
+                 Field("Short qty", "short_qty", "number", fmt=_qty), Field("Buy back", "buy_qty", "number", fmt=_qty),
+                 Field("Action", "action"), Field("Due", "due_date"), Field("Recall", "recall_id", "number", fmt=_int),
+                 Field("Code", "code"), Field("By", "by"), Field("Reason", "reason")]
 NPL_FIELDS = [Field("Account", "account"), Field("Client", "client"), Field("Name", "name"),
               Field("Loan", "loan", "number"), Field("Recognised collateral", "recognised_value", "number",
                                                       tooltip="Σ (1 − FRR haircut) × MV of long stock"),
@@ -140,12 +140,15 @@ def _table(fields: list[Field]) -> tuple[RecordTableModel, QTableView]:
     return model, make_table(model)
 
 
-def _page(*widgets: QWidget) -> QWidget:
+def _page(*parts: QWidget | QHBoxLayout) -> QWidget:
     w = QWidget()
     lay = QVBoxLayout(w)
     lay.setContentsMargins(0, 2, 0, 0)
-    for x in widgets:
-        lay.addWidget(x)
+    for x in parts:
+        if isinstance(x, QHBoxLayout):
+            lay.addLayout(x)
+        else:
+            lay.addWidget(x)
     return w
 
 
@@ -243,9 +246,7 @@ class PositionsOpsDock(QWidget):
         self.coll_button.clicked.connect(self.set_collection_status)
         for w in (self.coll_refresh, QLabel("  "), self.coll_status, self.coll_remark, self.coll_button):
             row.addWidget(w)
-        coll_page = _page(self.coll_view)
-        coll_page.layout().addItem(row)  # type: ignore[union-attr]
-        self.tabs.addTab(coll_page, "Stock collections")
+        self.tabs.addTab(_page(self.coll_view, row), "Stock collections")
 
         self.opt_model, self.opt_view = _table(OPTION_FIELDS)
         self.near_model, self.near_view = _table(OPTION_FIELDS)
@@ -266,8 +267,7 @@ class PositionsOpsDock(QWidget):
             ex.addWidget(w)
         ex.addStretch(1)
         self.option_tabs = QTabWidget()
-        pos_page = _page(self.opt_view)
-        pos_page.layout().addItem(ex)  # type: ignore[union-attr]
+        pos_page = _page(self.opt_view, ex)
         self.near_label = QLabel()
         self.option_tabs.addTab(pos_page, "Positions")
         self.option_tabs.addTab(_page(self.near_label, self.near_view), "Near expiry")
