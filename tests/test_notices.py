@@ -80,8 +80,8 @@ def _check_notice(store: Store, user: auth.User, call_id: int, deadline: date, f
     assert n.status == "sent" and n.attempts == 1 and n.error == ""
     assert n.call_amount == 15_000.0 and n.deadline == deadline
     assert "15,000.00" in n.subject and str(deadline) in n.subject and "M1" in n.subject
-    assert n.body.startswith("Dear Chan Tai Man,") and f"Settle by (deadline):   {deadline}" in n.body
-    assert "Equity:                 HKD 35,000.00" in n.body and "HKD 40,000.00" in n.body
+    assert n.body.startswith("Dear Chan Tai Man,") and f"Settle by (deadline):  {deadline}" in n.body
+    assert "Equity:                HKD 35,000.00" in n.body and "HKD 40,000.00" in n.body
     # the .eml file: a real RFC-822 message with the same text
     path = Path(n.location)
     assert path.parent == folder and path.name == f"notice-{n.id:06d}-M1.eml"

@@ -18,7 +18,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QDate, QObject, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -75,7 +75,7 @@ class CallActionDialog(QDialog):
                              "remark": "Remark on margin call",
                              "exception": "Clear exception" if clearing else "Mark call as exception"}[kind])
         self.setModal(False)
-        self.resize(620, 520 if kind == "notice" else 260)
+        self.resize(680, 540 if kind == "notice" else 260)
         lay = QVBoxLayout(self)
         head = QLabel(f"<b>{info['account']}</b> · {info['client']} {info['client_name']} · call #{info['id']} · "
                       f"{info['current_status']} · <b>{_money(info['current_amount'])} HKD</b> · due "
@@ -109,6 +109,8 @@ class CallActionDialog(QDialog):
             self.to_edit.setText(notices.default_recipient(info))
             self.to_edit.textChanged.connect(lambda _t: self.validate())
             self.preview.setReadOnly(True)
+            self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+            self.preview.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
             form.addRow("Template", self.template)
             form.addRow("To", self.to_edit)
             form.addRow("Notice", self.preview)
