@@ -192,3 +192,28 @@ def test_batch_liquidation_after_approval(qtbot: Any, dock: LiquidationOrdersDoc
     assert len(got.args[0]) == n
     assert {r["account"] for r in lo.list_orders(store) if r["reason"] == "batch: month-end"} == set(picked)
     d.close()
+
+
+def test_alerts_dock_liquidate_action_opens_the_dialog(qtbot: Any, dock: LiquidationOrdersDock, store: Store,
+                                                       monitor: LiveMonitor) -> None:
+    from widgets.alerts_dock import AlertsDock
+
+    holder = QWidget()
+    holder.catalogue = {"liquidation_orders": dock}  # type: ignore[attr-defined]
+    alerts = AlertsDock(holder)
+    QVBoxLayout(holder).addWidget(alerts)
+    qtbot.addWidget(holder)
+    alerts.set_monitor(monitor)
+    try:
+        assert alerts.liquidate_action in alerts.view.actions()  # the table's context menu
+        qtbot.waitUntil(lambda: alerts.model.rowCount() > 0, timeout=WAIT)
+        alerts.view.selectRow(0)
+        code = monitor.engine.book.acct_codes[alerts.model.key_at(0)]
+        alerts.liquidate_action.trigger()
+        assert len(dock.dialogs) == 1
+        d = dock.dialogs[0]
+        qtbot.waitUntil(lambda: d.acct is not None, timeout=WAIT)
+        assert d.acct.account == code and d.windowTitle() == f"Liquidate {code}"
+        d.close()
+    finally:
+        alerts.stop()
