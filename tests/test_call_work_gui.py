@@ -143,7 +143,8 @@ def test_failed_notice_shown_and_resent(qtbot: Any, desk: Any, tmp_path: Path) -
     assert failed and work.resend_button.isEnabled() and "failed" in work.tabs.tabText(0)
     work.outbox_filter.setCurrentText("Failed")
     qtbot.waitUntil(lambda: work.outbox.rowCount() == len(failed), timeout=WAIT)
-    work.call_actions.notice_sender = notices.EmlSender(tmp_path / "again")
+    work.set_folder(str(tmp_path / "again"))  # the folder chosen in the Outbox tab (remembered)
+    assert str(tmp_path / "again") in work.folder_label.text()
     with qtbot.waitSignal(work.refreshed, timeout=WAIT):
         work.resend_button.click()
     qtbot.waitUntil(lambda: work.outbox.rowCount() == 0, timeout=WAIT)

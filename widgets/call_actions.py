@@ -61,6 +61,24 @@ def _money(v: Any) -> str:
     return f"{float(v):,.2f}"
 
 
+FOLDER_KEY = "call_work/notice_folder"
+
+
+def notice_folder() -> str:
+    """The folder the user chose for .eml notices ("" = the default, see services.notices)."""
+    from widgets.table_tools import table_settings
+
+    return str(table_settings().value(FOLDER_KEY, "") or "")
+
+
+def set_notice_folder(path: str) -> None:
+    from widgets.table_tools import table_settings
+
+    s = table_settings()
+    s.setValue(FOLDER_KEY, path)
+    s.sync()
+
+
 class CallActionDialog(QDialog):
     """One action on one call: the call's facts, the inputs, a message line and the action button."""
 
@@ -308,7 +326,11 @@ class CallActions(QObject):
         return TradingCalendar(d for d, _ in shipped_holidays())
 
     def sender(self) -> Any:
-        return self.notice_sender if self.notice_sender is not None else notices.EmlSender()
+        """The notice sender: one set here (tests, another channel), else .eml files in the folder
+        chosen in the Margin-call work dock (remembered), else the default folder."""
+        if self.notice_sender is not None:
+            return self.notice_sender
+        return notices.EmlSender(notice_folder() or None)
 
     def snapshot_now(self) -> dict[str, Any] | None:
         """The selected account's §2 snapshot from the live engine (None without one)."""

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from services import call_work, notices
 from services.calendar import HK_TZ
-from widgets.call_actions import CallActions, why
+from widgets.call_actions import CallActions, notice_folder, set_notice_folder, why
 from widgets.call_history import (
     EXCEPTION_FIELDS,
     HISTORY_FIELDS,
@@ -168,14 +168,19 @@ class CallWorkDock(QWidget):
         self.outbox_filter = QComboBox()
         self.outbox_filter.addItems(OUTBOX_FILTERS)
         self.outbox_filter.currentIndexChanged.connect(lambda _i: self.refresh())
-        self.folder_label = QLabel(f"Notices are written to {notices.default_notice_folder()}")
+        self.folder_label = QLabel("")
         self.folder_label.setProperty("role", "caption")
+        self.folder_button = QPushButton("Folder…")
+        self.folder_button.setToolTip("Choose the folder the .eml notices are written to (remembered)")
+        self.folder_button.clicked.connect(self._choose_folder)
+        self._show_folder()
         self.resend_button = QPushButton("Resend failed")
         self.resend_button.setToolTip("Deliver every failed or still queued notice again")
         self.resend_button.clicked.connect(self.resend_failed)
         for w in (QLabel("Status"), self.outbox_filter):
             bar.addWidget(w)
         bar.addWidget(self.folder_label, 1)
+        bar.addWidget(self.folder_button)
         bar.addWidget(self.resend_button)
         self.outbox, self.outbox_view = record_table(NOTICE_FIELDS)
         self._page("Outbox", bar, self.outbox_view)
@@ -290,6 +295,20 @@ class CallWorkDock(QWidget):
             self.show_note("Select an exception first", "warn")
             return
         self.call_actions.open(kind, call_id=int(rec["call_id"]))
+
+    def _show_folder(self) -> None:
+        self.folder_label.setText(f"Notices are written to {notice_folder() or notices.default_notice_folder()}")
+
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for margin-call notices",
+                                                notice_folder() or str(notices.default_notice_folder()))
+        if path:
+            self.set_folder(path)
+
+    def set_folder(self, path: str) -> None:
+        """Write .eml notices to ``path`` from now on (this workstation; "" = the default folder)."""
+        set_notice_folder(path)
+        self._show_folder()
 
     def resend_failed(self) -> None:
         if self.tasks is None:
