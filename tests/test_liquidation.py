@@ -352,3 +352,13 @@ def test_auto_liquidation_sqlite(sqlite_url: str) -> None:
 @pytest.mark.postgres
 def test_auto_liquidation_postgres(pg_url: str) -> None:
     _auto(pg_url)
+
+
+def test_parameter_editor_checks_the_liquidation_parameters() -> None:
+    from widgets.parameters_dock import validate_parameter
+
+    assert validate_parameter("batch_liquidation_enabled", "1", 0.0) == (1.0, "")
+    assert "0 (off) or 1 (on)" in validate_parameter("batch_liquidation_enabled", "2")[1]
+    assert validate_parameter("auto_liquidation_time", "930", 600.0) == (930.0, "")  # 15:30
+    assert "0–1439" in validate_parameter("auto_liquidation_time", "1440")[1]
+    assert "0–1439" in validate_parameter("auto_liquidation_time", "600.5")[1]

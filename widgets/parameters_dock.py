@@ -73,6 +73,10 @@ def validate_parameter(name: str, text: str, current: float | None = None) -> tu
         return None, "call_deadline_days must be a whole number of trading days, at least 1."
     if name.endswith("_hhmm") and (v != int(v) or v > 2400 or int(v) % 100 >= 60):
         return None, f"{name} is a time as HHMM (0000–2400), e.g. 930 or 1600."
+    if name.endswith("_enabled") and v not in (0.0, 1.0):
+        return None, f"{name} is a switch: 0 (off) or 1 (on)."
+    if name == "auto_liquidation_time" and (v != int(v) or v >= 1440):
+        return None, "auto_liquidation_time is minutes after midnight HK time (0–1439), e.g. 600 for 10:00."
     if current is not None and v == current:
         return None, "That is the current value: nothing to change."
     return v, ""
