@@ -45,6 +45,9 @@ SYNONYMS = {  # normalised header → our column (what custodian / clearing file
     "tradedate": "trade_date", "date": "trade_date", "asof": "trade_date", "valuedate": "trade_date",
     "currency": "currency", "ccy": "currency", "cur": "currency",
     "amount": "amount", "balance": "amount", "cashbalance": "amount", "ledgerbalance": "amount",
+    "clientac": "account", "ac": "account", "acno": "account", "accountcode": "account", "stock": "code",
+    "stockno": "code", "px": "price", "dealprice": "price", "tradedt": "trade_date", "dealdate": "trade_date",
+    "dealref": "trade_id", "dealno": "trade_id", "dealid": "trade_id", "volume": "qty",
 }
 
 
@@ -255,7 +258,9 @@ def seed_demo_recon(store: Store, as_of: date | None = None, seed: int = 7) -> i
                                   "trade_date": "Trade Date"}).copy()
     k = max(6, n // 200)
     idx = rng.choice(n, 3 * k, replace=False)
-    theirs.loc[idx[:k], "Holding"] = theirs.loc[idx[:k], "Holding"].to_numpy() + rng.choice([-500, -100, 100, 200], k)
+    held = theirs.loc[idx[:k], "Holding"].to_numpy()
+    moved = rng.choice([-500, -100, 100, 200], k)
+    theirs.loc[idx[:k], "Holding"] = np.where(held + moved < 0, held - moved, held + moved)
     theirs.loc[idx[k:2 * k], "Holding"] = theirs.loc[idx[k:2 * k], "Holding"].to_numpy() + 0.5  # within ±1
     theirs = theirs.drop(index=idx[2 * k:])
     extra = pd.DataFrame({"Participant Account": ["M999901", "M999902"], "Stock Code": ["700.HK", "5.HK"],

@@ -74,7 +74,7 @@ def break_fields() -> list[Field]:
         Field("Theirs", "theirs", fmt=_side),
         Field("Difference", "difference", "number", fmt=_num, tooltip="ours − theirs"),
         Field("Item date", "item_date"),
-        Field("Age (bd)", "age_days", "number", fmt=lambda v: f"{v:.0f}",
+        Field("Age (b. days)", "age_days", "number", fmt=lambda v: f"{v:.0f}",
               tooltip="business days from the item's date (HK trading calendar)"),
         Field("Escalation", "escalation", background=lambda v: ESCALATION_BADGE.get(str(v)),
               foreground=lambda v: WHITE if str(v) in ESCALATION_BADGE else NORMAL_TEXT,
@@ -127,7 +127,7 @@ class BreaksTable(QWidget):
         self.view.selectionModel().selectionChanged.connect(lambda *_: self.selection_changed.emit())
         self.records: list[dict[str, Any]] = []
         self._fitted = False
-        self.view.sortByColumn(self.model.column_of("Age (bd)"), Qt.SortOrder.DescendingOrder)  # oldest first
+        self.view.sortByColumn(self.model.column_of("Age (b. days)"), Qt.SortOrder.DescendingOrder)  # oldest first
 
     def show_breaks(self, records: list[dict[str, Any]]) -> None:
         self.records = records
@@ -136,9 +136,9 @@ class BreaksTable(QWidget):
         self._refilter()
         if not self._fitted and records:
             fit_columns(self.view, 200)
-            age = self.model.column_of("Age (bd)")
+            age = self.model.column_of("Age (b. days)")
             header = self.view.horizontalHeader()
-            header.resizeSection(age, header.sectionSize(age) + 16)  # room for the sort arrow
+            header.resizeSection(age, header.sectionSize(age) + 22)  # room for the sort arrow
             self._fitted = True
 
     def _values(self, header: str, keys: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ class BreaksTable(QWidget):
         if kind:
             mask &= self._values("Kind", keys) == kind
         if self.aged:
-            mask &= self._values("Age (bd)", keys) >= int(self.age_box.currentData())
+            mask &= self._values("Age (b. days)", keys) >= int(self.age_box.currentData())
         return mask  # type: ignore[no-any-return]
 
     def _refilter(self) -> None:

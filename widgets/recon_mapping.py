@@ -36,6 +36,7 @@ class MappingDialog(QDialog):
         super().__init__(parent)
         self.kind, self.source, self.path, self.columns = kind, source, path, columns
         self.setWindowTitle(f"Columns of {Path(path).name}")
+        self.setMinimumWidth(460)
         lay = QVBoxLayout(self)
         intro = QLabel(f"<b>{source}</b> · {kind} file <i>{Path(path).name}</i>: choose the file's column for each "
                        "of ours. The mapping is saved for this source and used for its next file.")
