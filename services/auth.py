@@ -29,6 +29,7 @@ DEFAULT_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("supervisor", "view", "*"), ("supervisor", "request", "*"), ("supervisor", "approve", "*"),
     ("cro", "view", "*"), ("cro", "request", "*"), ("cro", "approve", "*"),
     ("operations", "view", "*"), ("operations", "request", "incident"),
+    ("operations", "request", "currency_exchange"),  # issue 8: manual exchanges and borrowing reminders
     ("auditor", "view", "*"), ("auditor", "view", "audit"),
     ("administrator", "view", "users"), ("administrator", "administer", "users"),
 )

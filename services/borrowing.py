@@ -30,6 +30,7 @@ from services.options import add_cash
 from services.store import Store
 
 KIND = "borrowing_rule"
+EXCHANGE_KIND = "currency_exchange"  # permission to exchange for clients and send reminders (not a change kind)
 ANY = "*"
 
 
@@ -179,6 +180,7 @@ def exchange(store: Store, user: User, account: str, from_currency: str, to_curr
     """Sell ``amount`` of ``from_currency`` for ``amount × rate`` of ``to_currency`` in the account: both
     balances, the exchange record and the audit entry in one transaction. Returns the record with the
     new balances."""
+    _check_permitted(store, user)
     fc, tc = (from_currency or "").strip().upper(), (to_currency or "").strip().upper()
     amt = _threshold(amount, "amount")
     rt = _threshold(rate, "rate")
@@ -214,6 +216,13 @@ def exchange(store: Store, user: User, account: str, from_currency: str, to_curr
     return {**rec, "id": rid, "new_from_balance": new_from, "new_to_balance": new_to}
 
 
+def _check_permitted(store: Store, user: User) -> None:
+    from services.auth import AuthError, permitted
+
+    if not permitted(store, user, "request", EXCHANGE_KIND):
+        raise AuthError(f"{user.login} ({user.role_label}) may not exchange currency for clients or send reminders")
+
+
 def reminder_text(row: dict[str, Any]) -> str:
     return (f"Dear client, account {row['account']} has borrowed {row['debit']:,.2f} {row['currency']} "
             f"(about {row['debit_base']:,.2f} in base currency). Please exchange into {row['currency']} to repay it.")
@@ -221,6 +230,7 @@ def reminder_text(row: dict[str, Any]) -> str:
 
 def send_reminders(store: Store, user: User, rows: list[dict[str, Any]], channel: str = "message") -> int:
     """Store one reminder per (account, currency) row; audited. Returns how many were sent."""
+    _check_permitted(store, user)
     if not rows:
         raise BorrowingError("select at least one client to remind")
     now = datetime.now(UTC)

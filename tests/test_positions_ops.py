@@ -327,6 +327,8 @@ def test_exchange_updates_both_balances_atomically(env: Env, monkeypatch: pytest
     monkeypatch.undo()
     assert (_balance(env.maker, "B3", "HKD"), _balance(env.maker, "B3", "USD")) == (hkd, usd)
     assert len(borrowing.exchange_history(env.maker)) == 1
+    with pytest.raises(auth.AuthError, match="may not exchange"):  # a trader only views
+        borrowing.exchange(env.maker, env.users["tom"], "B3", "HKD", "USD", 10, rate)
     for args, field in ((("B3", "HKD", "USD", "abc", rate), "amount"), (("B3", "HKD", "USD", 10, 0), "rate"),
                         (("B3", "HKD", "HKD", 10, 1), "to currency"), (("NOPE", "HKD", "USD", 10, rate), "account"),
                         (("B3", "HKD", "EUR", 10, rate), "to currency")):
