@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from services.rcsa import priority
 
 LIKELIHOOD_LABELS = {1: "Rare", 2: "Unlikely", 3: "Possible", 4: "Likely", 5: "Almost certain"}
-IMPACT_LABELS = {1: "Negligible", 2: "Minor", 3: "Moderate", 4: "Major", 5: "Severe"}
+IMPACT_LABELS = {1: "Slight", 2: "Minor", 3: "Moderate", 4: "Major", 5: "Severe"}
 
 
 def score_colour(score: int) -> QColor:
