@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QPushButton,
     QTableView,
     QTabWidget,
@@ -279,6 +280,9 @@ class CallWorkDock(QWidget):
     def _worked(self, text: str) -> None:
         self.show_note(text, "error" if "FAILED" in text or text.startswith("Cannot") else "ok")
         self.message.emit(text)
+        win = self.window()
+        if isinstance(win, QMainWindow):
+            win.statusBar().showMessage(text, 15_000)
         self.refresh()
         drill = getattr(self.window(), "drilldown", None)
         if drill is not None and hasattr(drill, "refresh"):
