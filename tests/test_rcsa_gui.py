@@ -20,6 +20,7 @@ from services.store import Store
 from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
 from widgets.nb_review_dock import NbReviewDock
 from widgets.rcsa_dock import RcsaDock
+from widgets.rcsa_heatmap import score_colour
 
 RITA, CORA = User("rita", "Rita", "risk_officer"), User("cora", "Cora", "cro")
 TOM = User("tom", "Tom", "trader")
@@ -68,6 +69,18 @@ def test_heat_map_cell_click_filters_the_register(qtbot: Any, dock: RcsaDock, st
     high = [r["id"] for r in rows if r["score"] >= 10]
     assert sorted(dock.visible_ids()) == sorted(high)
     assert int(sum(grid[a - 1, b - 1] for a in range(1, 6) for b in range(1, 6) if a * b >= 10)) == len(high)
+    owner = rows[0]["owner"]
+    dock.owner_filter.setCurrentText(owner)
+    assert sorted(dock.visible_ids()) == sorted(r["id"] for r in rows if r["score"] >= 10 and r["owner"] == owner)
+    assert dock.count_label.text().startswith(f"{len(dock.visible_ids())} of {len(rows)}")
+
+
+@pytest.mark.parametrize(("score", "band"), [(1, "Low"), (4, "Low"), (5, "Medium"), (9, "Medium"), (10, "High"),
+                                              (25, "High")])
+def test_heat_map_colour_follows_the_priority_band(score: int, band: str) -> None:
+    hue = score_colour(score).hsvHueF()
+    assert {"Low": hue > 0.25, "Medium": 0.08 < hue < 0.15, "High": hue < 0.07}[band]
+    assert rcsa.priority(score) == band
 
 
 def test_add_and_rescore_checked_as_you_type(qtbot: Any, dock: RcsaDock, store: Store) -> None:

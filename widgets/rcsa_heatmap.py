@@ -5,14 +5,17 @@ cell emits `cell_clicked(likelihood, impact)`; clicking the selected cell again 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
     QHeaderView,
     QLabel,
     QSizePolicy,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
@@ -25,9 +28,17 @@ IMPACT_LABELS = {1: "Slight", 2: "Minor", 3: "Moderate", 4: "Major", 5: "Severe"
 
 
 def score_colour(score: int) -> QColor:
-    """Green (score 1) through amber to red (score 25), dark enough for white text."""
-    t = (min(max(score, 1), 25) - 1) / 24.0
-    return QColor.fromHsvF((1 - t) * 0.33, 0.80, 0.62 - 0.12 * t)
+    """Green → red in the priority bands of §7, dark enough for white text: Low (≤ 4) greens, Medium
+    (5–9) ambers, High (≥ 10) orange to deep red — so a cell's colour never contradicts its priority."""
+    s = min(max(int(score), 1), 25)
+    if s <= 4:
+        hue, value = 0.34 - 0.04 * (s - 1) / 3, 0.58
+    elif s <= 9:
+        hue, value = 0.13 - 0.03 * (s - 5) / 4, 0.66
+    else:
+        t = (s - 10) / 15
+        hue, value = 0.06 - 0.06 * t, 0.70 - 0.12 * t
+    return QColor.fromHsvF(hue, 0.82, value)
 
 
 class _VerticalLabel(QWidget):
@@ -53,6 +64,24 @@ class _VerticalLabel(QWidget):
         p.end()
 
 
+class _CellDelegate(QStyledItemDelegate):
+    """Paints a cell in its score colour always, the selected one framed in white (not repainted in
+    the selection colour, so the clicked cell keeps its green → red meaning)."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)  # type: ignore[operator]
+        opt = QStyleOptionViewItem(option)
+        opt.state &= ~QStyle.StateFlag.State_Selected  # type: ignore[assignment]
+        opt.state &= ~QStyle.StateFlag.State_HasFocus  # type: ignore[assignment]
+        super().paint(painter, opt, index)
+        if selected:
+            painter.save()
+            painter.setPen(QPen(QColor(255, 255, 255), 3))
+            painter.drawRect(option.rect.adjusted(2, 2, -2, -2))  # type: ignore[attr-defined]
+            painter.restore()
+
+
 class HeatMap(QWidget):
     cell_clicked = Signal(int, int)  # likelihood, impact; (0, 0) when the selection is cleared
 
@@ -65,7 +94,7 @@ class HeatMap(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.table.setStyleSheet("QTableWidget#rcsa_heatmap::item:selected { border: 3px solid #ffffff; }")
+        self.table.setItemDelegate(_CellDelegate(self.table))
         self.table.setVerticalHeaderLabels([f"{lk} {LIKELIHOOD_LABELS[lk]}" for lk in range(5, 0, -1)])
         self.table.setHorizontalHeaderLabels([f"{im}\n{IMPACT_LABELS[im]}" for im in range(1, 6)])
         for h in (self.table.horizontalHeader(), self.table.verticalHeader()):
