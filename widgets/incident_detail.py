@@ -75,6 +75,7 @@ class IncidentDetail(QWidget):
         self.incident: dict[str, Any] | None = None
         self.busy = False
         self._fitted = False
+        self._fitted_views: set[Any] = set()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
@@ -240,6 +241,7 @@ class IncidentDetail(QWidget):
             Field("Time (HKT)", "ts", "time", fmt=lambda x: hk_time(x, seconds=True)),
             Field("State", "state_text"), Field("By", "actor"), Field("Note", "note")], self)
         self.events_view = make_table(self.events_model)
+        self.events_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # chronological
         v.addWidget(self.events_view)
         return w
 
@@ -292,6 +294,10 @@ class IncidentDetail(QWidget):
                                          "status_text": STATUS_LABELS[a["status"]]} for a in d["actions"]])
         self.events_model.set_records([{**e, "state_text": STATE_LABELS.get(e["state"], e["state"])}
                                        for e in d["events"]])
+        for view, rows in ((self.actions_view, d["actions"]), (self.events_view, d["events"])):
+            if rows and view not in self._fitted_views:
+                fit_columns(view, 300)
+                self._fitted_views.add(view)
         closable = "closed" in NEXT[d["state"]]
         self.blockers.setText("" if not closable else
                               "Cannot close yet: " + "; ".join(d["blockers"]) if d["blockers"] else
