@@ -433,6 +433,7 @@ def seed_loss_events(store: Store, seed: int = 7, months: int = 12, per_month: i
                                  description=("Near miss — caught before settlement: " if near[i] else "")
                                  + _DEMO_TEXT[etype])
             rows.append(_row(inp, assess(inp, rules, fx), "olga" if cause in ("process", "system") else "rita", at))
+        rows.sort(key=lambda r: (r["discovered_at"], r["occurred_on"]))  # ids follow discovery, as in real life
         conn.execute(insert(S.loss_events), rows)
         audit.append(conn, store.kind, "demo", "seed", "loss_events", "", "", f"{n} demo loss events")
     return n

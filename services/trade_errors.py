@@ -497,14 +497,19 @@ def _seed_one(conn: Connection, store: Store, rng: Any, types: list[str], p: Any
         right["qty"] = qty / 10
     elif etype == "wrong_account":
         right["account"] = f"M{int(rng.integers(1, 3000)):05d}"
+    elif etype == "wrong_security":
+        right["code"] = "5.HK" if code != "5.HK" else "388.HK"
+    elif etype == "price":
+        right["price"] = round(price * 0.98, 2)
     large = is_large_wrong_side(etype, qty * price, False)
     level, _ = severity(pnl, impact, clients, large)
-    detected = datetime(day.year, day.month, day.day, 10 + int(rng.integers(0, 6)), 5, tzinfo=HK_TZ).astimezone(UTC)
+    detected = min(datetime.now(UTC), datetime(day.year, day.month, day.day, 10 + int(rng.integers(0, 6)), 5,
+                                               tzinfo=HK_TZ).astimezone(UTC))
     stage = 5 if age >= 15 else int(rng.integers(0, 5))  # 5 closed; 0..4 how far an open ticket got
     row: dict[str, Any] = {
         "error_type": etype, "desk": str(rng.choice(_DEMO_DESKS)), "account": acct, "code": code, "trade_date": day,
         "detected_at": detected, "erroneous_trade": json.dumps(wrong),
-        "correct_trade": json.dumps(right if etype != "duplicate" else {}), "est_pnl": pnl,
+        "correct_trade": json.dumps(right if etype not in ("duplicate", "stale_execution") else {}), "est_pnl": pnl,
         "client_impact": impact, "clients_affected": clients, "large_wrong_side": large, "severity": level,
         "description": f"{ERROR_TYPES[etype]} on {code} for {acct}", "status": "closed" if stage == 5 else "open",
         "created_by": str(rng.choice(["olga", "tom"]))}

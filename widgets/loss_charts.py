@@ -53,7 +53,7 @@ class BreakdownChart(_Titled):
 
     def __init__(self, title: str, labels: dict[str, str] | None = None, parent: QWidget | None = None) -> None:
         self.plot = _plot(bottom=AmountAxis(orientation="bottom"))
-        self.plot.getPlotItem().getAxis("left").setWidth(130)
+        self.plot.getPlotItem().getAxis("left").setWidth(165)
         super().__init__(title, self.plot, parent)
         self.labels = labels or {}
         self.bar: pg.BarGraphItem | None = None

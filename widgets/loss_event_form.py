@@ -79,6 +79,7 @@ class LossEventForm(QWidget):
         self.event_type.setCurrentText("Execution, Delivery & Process Management")
         self.business_line = QComboBox()
         self.business_line.addItems(le.BUSINESS_LINES)
+        self.business_line.setCurrentText("Trading & Sales")
         self.cause = QComboBox()
         for c in le.CAUSES:
             self.cause.addItem(c.capitalize(), c)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QTabWidget, QVBoxLayout, QWidget
 
@@ -47,16 +47,16 @@ FIELDS = [
     Field("Discovered", "discovered_at", "time", tooltip="Hong Kong time"),
     Field("Event type", "event_type"),
     Field("Business line", "business_line"),
+    Field("Near miss", "near_miss_text", foreground=lambda v: MUTED_TEXT if v == "near miss" else None),
+    Field("Net HKD", "net_hkd", "number", tooltip="(gross − recoveries) at the rate when recorded"),
+    Field("Route", "reporting_route", foreground=lambda v: ROUTE_COLOURS[_route_level(v)]),
+    Field("Report due", "report_due_at", "time"),
+    Field("Regulatory duty", "regulatory_duty", foreground=lambda v: OVERDUE_TEXT if v not in ("", "none") else None),
     Field("Cause", "cause"),
     Field("Gross", "gross_loss", "number"),
     Field("Recoveries", "recoveries", "number"),
     Field("Net", "net_loss", "number"),
     Field("Ccy", "currency"),
-    Field("Net HKD", "net_hkd", "number"),
-    Field("Near miss", "near_miss_text", foreground=lambda v: MUTED_TEXT if v == "near miss" else None),
-    Field("Route", "reporting_route", foreground=lambda v: ROUTE_COLOURS[_route_level(v)]),
-    Field("Report due", "report_due_at", "time"),
-    Field("Regulatory duty", "regulatory_duty", foreground=lambda v: OVERDUE_TEXT if v not in ("", "none") else None),
     Field("Occurred", "occurred_on"),
     Field("Accounted", "accounted_on"),
     Field("Resolved", "resolved_on"),
@@ -173,7 +173,8 @@ class LossEventsDock(QWidget):
         self.model.set_records(events)
         self._refilter()
         if first and events:
-            fit_columns(self.view, 300)
+            fit_columns(self.view, 230)
+            self.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)  # newest discovery first
         self.form.set_reference(snap.rules, snap.fx, snap.may_record)
         self.matrix.show_rules(snap.rules, snap.pending, snap.may_request)
         if self._charts is not None:

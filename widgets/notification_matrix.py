@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -122,6 +122,7 @@ class NotificationMatrixPanel(QWidget):
                                   if k not in {int(r["id"]) for r in rules}])
         if first and rules:
             fit_columns(self.view, 320)
+            self.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self._update()
 
     def selected(self) -> dict[str, Any] | None:

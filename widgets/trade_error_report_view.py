@@ -96,6 +96,8 @@ class MonthlyReportView(QWidget):
             m = RecordTableModel(_frame_fields(key), key="row")
             v = make_table(m)
             v.setObjectName(f"trade_error_report_{key}")
+            v.setSortingEnabled(False)  # rows in the report's own order (types, L1–L3, largest desk first, months)
+            m.sort(-1)
             self.models[key], self.views[key] = m, v
             box.addWidget(v)
             grid.addLayout(box, i // 3, i % 3, 1, 2 if key == "month" else 1)

@@ -32,17 +32,17 @@ FIELDS = [
     Field("Trade date", "trade_date"),
     Field("Type", "error_type_label"),
     Field("Desk", "desk"),
-    Field("Account", "account"),
-    Field("Code", "code"),
     Field("P&L", "pnl", "number", tooltip="final once resolved, else estimated; negative = loss"),
     Field("Severity", "effective_severity", foreground=lambda v: LEVEL_TEXT.get(str(v)),
           tooltip="the level in force (an override wins)"),
-    Field("Computed", "severity"),
     Field("Reviews", "reviews_text", tooltip="sign-offs done / needed for the severity"),
+    Field("Outstanding", "blockers_text"),
+    Field("Status", "status", foreground=lambda v: MUTED_TEXT if v == "closed" else None),
     Field("Client notified", "notified_text"),
     Field("Error account", "error_account_text"),
-    Field("Status", "status", foreground=lambda v: MUTED_TEXT if v == "closed" else None),
-    Field("Outstanding", "blockers_text"),
+    Field("Account", "account"),
+    Field("Code", "code"),
+    Field("Computed", "severity", tooltip="the level §7's rules give"),
     Field("Reported by", "created_by"),
 ]
 
@@ -93,7 +93,7 @@ class TradeErrorsDock(QWidget):
         self.panel = TicketPanel()
         self.panel.changed.connect(lambda _i: self.refresh())
         split.addWidget(self.panel)
-        split.setSizes([620, 520])
+        split.setSizes([760, 560])
         pl.addWidget(split, 1)
         self.message = QLabel()
         self.message.setVisible(False)
