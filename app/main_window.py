@@ -269,6 +269,11 @@ class MainWindow(QMainWindow):
         self.indices.set_context(store, user, tasks)
         for widget in self.catalogue.values():
             widget.set_context(store, user, tasks)
+        # the alerts dock's Send notice… / Adjust deadline… / Remark… / Exception… act as this user
+        self.alerts.call_actions.set_context(store, user, tasks)
+        self.drilldown.call_panel.records.set_user(user.login)  # snapshot exports are audited as this user
+        if "call_work" in self.catalogue:
+            self.catalogue["call_work"].follow(self.alerts.call_actions)
         self.what_if_action.setEnabled(True)
         self.pack_action.setEnabled(True)
         if self.monitor is not None:

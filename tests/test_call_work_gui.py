@@ -38,7 +38,7 @@ CAL = TradingCalendar(d for d, _ in shipped_holidays())
 
 
 class Window(QMainWindow):
-    """The two docks as the main window holds them: the work dock finds ``window().alerts``."""
+    """The two docks in one window, wired as the main window wires them."""
 
     def __init__(self, alerts: AlertsDock, work: CallWorkDock) -> None:
         super().__init__()
@@ -61,6 +61,8 @@ def desk(qtbot: Any, store: Store, runner: TaskRunner, tmp_path: Path) -> Iterat
     alerts.show()
     with qtbot.waitSignal(work.refreshed, timeout=WAIT):
         work.set_context(store, RITA, runner)
+    alerts.call_actions.set_context(store, RITA, runner)  # as MainWindow.attach_governance does
+    work.follow(alerts.call_actions)
     work.set_monitor(monitor)
     win.resize(1400, 500)
     win.show()

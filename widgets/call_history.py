@@ -123,6 +123,10 @@ class CallRecordsTabs(QTabWidget):
     def set_source(self, store: Any, run_task: Any) -> None:
         self.store, self.run_task = store, run_task
 
+    def set_user(self, login: str) -> None:
+        """Who exports (audited); until login, the operating-system user."""
+        self.login = login
+
     def load(self, call_id: int | None) -> None:
         """Show ``call_id``'s records (None: clear); a reply for a call no longer shown is dropped."""
         self.call_id = call_id
@@ -173,7 +177,8 @@ class CallRecordsTabs(QTabWidget):
             return
         self.export_button.setEnabled(False)
         self.export_note.setText("exporting…")
-        self.run_task(call_work.export_snapshots, self.store, list(self.snapshot_ids), path, getpass.getuser(),
+        self.run_task(call_work.export_snapshots, self.store, list(self.snapshot_ids), path,
+                      getattr(self, "login", "") or getpass.getuser(),
                       on_done=lambda n: self._exported(path, n), on_error=self._export_failed)
 
     def _exported(self, path: str, n: int) -> None:

@@ -3,8 +3,8 @@ exceptions list, the call history (each event with the call's state before and a
 account and date) and the §2 snapshots (filter, export to xlsx).
 
 Everything is read in one background query (`load_call_work`) and refreshed after any call action,
-approval or Refresh. The alerts dock's call actions get the login context from here (the catalogue
-gives it to this dock only); a double-click on any row shows the account in the drill-down.
+approval or Refresh; the main window gives the alerts dock's call actions the login and has this dock
+`follow` them; a double-click on any row shows the account in the drill-down.
 """
 
 from __future__ import annotations
@@ -225,11 +225,11 @@ class CallWorkDock(QWidget):
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
         self.call_actions.set_context(store, user, tasks)
-        alerts = getattr(self.window(), "alerts", None)  # the main window's alerts dock, built before login
-        if alerts is not None and isinstance(getattr(alerts, "call_actions", None), CallActions):
-            alerts.call_actions.set_context(store, user, tasks)
-            alerts.call_actions.changed.connect(self._worked)
         self.refresh()
+
+    def follow(self, actions: CallActions) -> None:
+        """Show and refresh after the work done through another dock's call actions (the alerts dock's)."""
+        actions.changed.connect(self._worked)
 
     def set_monitor(self, monitor: LiveMonitor) -> None:
         self.monitor = monitor
