@@ -285,3 +285,17 @@ def test_postgres_ticket_sign_off_and_report(pg_url: str) -> None:
         assert audit.verify(st).ok
     finally:
         st.dispose()
+
+
+def test_corrective_action_from_the_root_cause(store: Store) -> None:
+    from services import actions
+
+    eid = te.create_ticket(store, OLGA, _inp(-9_000.0), NOW)
+    with pytest.raises(actions.ActionError, match="owner"):
+        te.add_corrective_action(store, OLGA, eid, "Add a duplicate-order check", " ", date(2026, 12, 15))
+    aid = te.add_corrective_action(store, OLGA, eid, "Add a duplicate-order check", "tom", date(2026, 12, 15))
+    t = te.ticket(store, eid)
+    assert [(a["id"], a["status"], a["owner"]) for a in t["actions"]] == [(aid, "open", "tom")]
+    assert te.tickets(store)[0]["actions"][0]["title"] == "Add a duplicate-order check"
+    with pytest.raises(AuthError):
+        te.add_corrective_action(store, TOM, eid, "x", "tom", date(2026, 12, 15))

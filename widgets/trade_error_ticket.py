@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QDate, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QDateEdit,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -137,6 +138,19 @@ class TicketPanel(QWidget):
         self.rc_button.clicked.connect(self._root_cause)
         cl.addRow("Root cause", self.category)
         cl.addRow("", self.rc_button)
+        act = QHBoxLayout()
+        self.action_title, self.action_owner = QLineEdit(), QLineEdit()
+        self.action_title.setPlaceholderText("corrective action, e.g. add a duplicate-order check")
+        self.action_owner.setPlaceholderText("owner (login)")
+        self.action_owner.setMaximumWidth(120)
+        self.action_due = QDateEdit(QDate.currentDate().addDays(14))
+        self.action_due.setDisplayFormat("yyyy-MM-dd")
+        self.action_due.setCalendarPopup(True)
+        self.action_button = QPushButton("Add action")
+        self.action_button.clicked.connect(self._add_action)
+        for part in (self.action_title, self.action_owner, self.action_due, self.action_button):
+            act.addWidget(part)
+        cl.addRow("Action", act)
         self.tabs.addTab(rc, "Root cause (5 whys)")
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -181,6 +195,10 @@ class TicketPanel(QWidget):
         if t["client_notified"]:
             extra.append(f"client notified {hk_time(t['client_notified_at'])}")
         left = t["blockers"]
+        acts = [f"#{a['id']} {a['title']} ({a['owner']}, due {a['due_date']}, {a['status'].replace('_', ' ')}"
+                + (", overdue" if a.get("overdue") else "") + ")" for a in t.get("actions", [])]
+        if acts:
+            extra.append("corrective actions: " + "; ".join(acts))
         self.blockers.setText(("; ".join(extra) + "<br>" if extra else "")
                               + ("Closed " + hk_time(t["closed_at"]) if t["status"] == "closed" else
                                  "Ready to close" if not left else "Before closing: " + ", ".join(left)))
@@ -211,6 +229,7 @@ class TicketPanel(QWidget):
         self.override_button.setEnabled(bool(live and u is not None and u.role in te.OVERRIDE_ROLES))
         self.resolve_button.setEnabled(bool(work))
         self.rc_button.setEnabled(bool(work))
+        self.action_button.setEnabled(bool(work))
 
     # ------------------------------------------------------------------ actions
     def _act(self, fn: Callable[..., Any], *args: Any, ok: str) -> None:
@@ -229,7 +248,10 @@ class TicketPanel(QWidget):
 
         def failed(e: BaseException) -> None:
             self.busy = False
-            set_tone(self.message, str(e) if isinstance(e, te.TradeErrorError) else error_text(e), "error")
+            from services.actions import ActionError
+
+            known = isinstance(e, te.TradeErrorError | ActionError)
+            set_tone(self.message, str(e) if known else error_text(e), "error")
             self._enable()
 
         self.tasks.run(fn, self.store, self.user, tid, *args, on_done=done, on_error=failed, name="trade error")
@@ -251,6 +273,13 @@ class TicketPanel(QWidget):
             return
         self._act(te.resolve_pnl, final, rec, self.resolution.text(), str(self.gains.currentData()),
                   ok="P&L resolved")
+
+    def _add_action(self) -> None:
+        d = self.action_due.date()
+        from datetime import date
+
+        self._act(te.add_corrective_action, self.action_title.text(), self.action_owner.text(),
+                  date(d.year(), d.month(), d.day()), ok="corrective action opened")
 
     def _root_cause(self) -> None:
         self._act(te.set_root_cause, [w.text() for w in self.whys], str(self.category.currentData()),

@@ -94,6 +94,8 @@ class TradeErrorsDock(QWidget):
         self.panel.changed.connect(lambda _i: self.refresh())
         split.addWidget(self.panel)
         split.setSizes([760, 560])
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         pl.addWidget(split, 1)
         self.message = QLabel()
         self.message.setVisible(False)
@@ -150,6 +152,7 @@ class TradeErrorsDock(QWidget):
         self._refilter()
         if first and rows:
             fit_columns(self.view, 220)
+            self.view.selectRow(0)
         self.form.set_reference(snap.desks, snap.may_report)
         self._show_ticket()
         self.refreshed.emit()
