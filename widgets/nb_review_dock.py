@@ -113,6 +113,7 @@ class NbReviewDock(QWidget):
         self.note_edit.setMaximumHeight(80)
         self.note_edit.textChanged.connect(self._update_buttons)
         self.run_combo = QComboBox()
+        self.run_combo.setPlaceholderText("no stored stress runs — run one in Stress testing")
         self.run_combo.setMinimumContentsLength(30)
         self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.attach_button = QPushButton("Attach stress run…")
@@ -196,6 +197,8 @@ class NbReviewDock(QWidget):
             self.run_combo.addItem(run_text(r), r.id)
         if keep is not None and self.run_combo.findData(keep) >= 0:
             self.run_combo.setCurrentIndex(self.run_combo.findData(keep))
+        elif self.runs:
+            self.run_combo.setCurrentIndex(0)  # the newest run (the placeholder shows only when there is none)
         self.run_combo.blockSignals(False)
         self.model.set_records([{
             "id": p.id, "title": p.title, "stage_label": p.stage_label, "created_by": p.created_by,

@@ -149,6 +149,7 @@ class RcsaDock(QWidget):
         lay.setContentsMargins(4, 2, 4, 4)
         lay.addWidget(split)
         self.forms.currentChanged.connect(lambda _i: self._update_buttons())
+        self.view.doubleClicked.connect(lambda _i: self.forms.setCurrentIndex(1))  # rescore this one
         self._update_buttons()
 
     # ------------------------------------------------------------------ forms
