@@ -241,6 +241,29 @@ def _row(inp: LossEventInput, a: Assessment, actor: str, now: datetime) -> dict[
         "duty_due_at": a.duties[0].due_at if a.duties else None, "created_by": actor, "created_at": now}
 
 
+def add_corrective_action(store: Store, user: User, event_id: int, title: str, owner: str, due: date) -> int:
+    """A corrective action (`services.actions`) for a loss event, committed with its audit record."""
+    from services import actions
+
+    if not may_record(user):
+        raise AuthError(f"{user.login} ({user.role_label}) may not open corrective actions for loss events")
+    with store.begin() as conn:
+        if conn.execute(select(S.loss_events.c.id).where(S.loss_events.c.id == event_id)).first() is None:
+            raise LossEventError("", f"loss event {event_id} does not exist")
+        return actions.create_action(conn, user, "loss_event", event_id, title, owner, due)
+
+
+def open_actions(conn: Connection) -> dict[int, str]:
+    """loss event id → its corrective actions in a few words (``2 actions, 1 open``)."""
+    from services import actions
+
+    out: dict[int, list[str]] = {}
+    for a in actions.actions(conn, source_kind="loss_event"):
+        out.setdefault(int(a["source_id"]), []).append(str(a["status"]))
+    return {k: f"{len(v)} action{'s' if len(v) > 1 else ''}, {sum(s != 'verified' for s in v)} not verified"
+            for k, v in out.items()}
+
+
 def events_frame(store: Store) -> pd.DataFrame:
     """Every loss event with net loss and the HKD figures (one row per event, newest first)."""
     t = S.loss_events
@@ -363,10 +386,12 @@ def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEv
     df = events_frame(store)
     with store.begin() as conn:
         rules, fx, pending = matrix_rules(conn), fx_rates(conn), pending_rule_requests(conn)
+        acts = open_actions(conn)
     plain = df.drop(columns=["month"]).astype(object)
     events = plain.where(plain.notna(), None).to_dict("records")  # no NaT / NaN for the GUI
     for e in events:
         e["near_miss"] = bool(e["near_miss"])
+        e["actions"] = acts.get(int(e["id"]), "")
         for k in ("discovered_at", "report_due_at", "duty_due_at", "created_at"):
             if isinstance(e[k], pd.Timestamp):
                 e[k] = e[k].to_pydatetime()

@@ -249,3 +249,18 @@ def test_postgres_record_and_matrix_request(pg_url: str) -> None:
         maker.dispose()
         checker.dispose()
         owner.dispose()
+
+
+def test_corrective_action_for_a_loss_event(store: Store) -> None:
+    from services import actions
+
+    eid = le.record_loss_event(store, RITA, _inp(), NOW)
+    aid = le.add_corrective_action(store, RITA, eid, "Automate settlement instruction cut-off alerts", "olga",
+                                   date(2026, 12, 20))
+    assert [a["id"] for a in actions.actions(store, source_kind="loss_event", source_id=eid)] == [aid]
+    snap = le.load_snapshot(store, RITA, date(2026, 11, 25))
+    assert snap.events[0]["actions"] == "1 action, 1 not verified"
+    with pytest.raises(le.LossEventError, match="does not exist"):
+        le.add_corrective_action(store, RITA, 999, "x", "olga", date(2026, 12, 20))
+    with pytest.raises(AuthError):
+        le.add_corrective_action(store, TOM, eid, "x", "olga", date(2026, 12, 20))

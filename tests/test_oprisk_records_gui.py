@@ -70,6 +70,14 @@ def test_loss_event_entered_through_the_form_is_listed_with_its_route(qtbot: Any
     col = dock.model.column_of("Route")
     row = next(r for r in range(dock.model.rowCount()) if dock.model.record_at(r) is mine[0])
     assert dock.model.index(row, col).data() == mine[0]["reporting_route"]
+    dock.view.setCurrentIndex(dock.model.index(row, 0))
+    qtbot.keyClicks(dock.action_title, "Step-up authentication for withdrawals to new accounts")
+    qtbot.keyClicks(dock.action_owner, "olga")
+    with qtbot.waitSignal(dock.refreshed, timeout=10_000):
+        qtbot.mouseClick(dock.action_button, Qt.MouseButton.LeftButton)
+    assert dock.message.text().startswith("Corrective action #")
+    new = dock.model.record(int(mine[0]["id"]))
+    assert new is not None and new["actions"] == "1 action, 1 not verified"
     dock.set_filters(near="near")
     assert dock.model.rowCount() > 0 and all(
         (rec := dock.model.record_at(r)) and rec["near_miss"] for r in range(dock.model.rowCount()))

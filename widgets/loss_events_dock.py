@@ -10,9 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDateEdit,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from services import loss_events as le
 from services.auth import User
@@ -53,6 +63,7 @@ FIELDS = [
     Field("Report due", "report_due_at", "time"),
     Field("Regulatory duty", "regulatory_duty", foreground=lambda v: OVERDUE_TEXT if v not in ("", "none") else None),
     Field("Cause", "cause"),
+    Field("Actions", "actions", tooltip="corrective actions opened for the event"),
     Field("Gross", "gross_loss", "number"),
     Field("Recoveries", "recoveries", "number"),
     Field("Net", "net_loss", "number"),
@@ -118,6 +129,20 @@ class LossEventsDock(QWidget):
         self.detail = QLabel()
         self.detail.setWordWrap(True)
         pl.addWidget(self.detail)
+        act = QHBoxLayout()
+        self.action_title, self.action_owner = QLineEdit(), QLineEdit()
+        self.action_title.setPlaceholderText("corrective action for the selected event")
+        self.action_owner.setPlaceholderText("owner (login)")
+        self.action_owner.setMaximumWidth(140)
+        self.action_due = QDateEdit(QDate.currentDate().addDays(30))
+        self.action_due.setDisplayFormat("yyyy-MM-dd")
+        self.action_due.setCalendarPopup(True)
+        self.action_button = QPushButton("Add corrective action")
+        self.action_button.clicked.connect(self._add_action)
+        for part in (self.action_title, self.action_owner, self.action_due, self.action_button):
+            act.addWidget(part)
+        act.setStretch(0, 1)
+        pl.addLayout(act)
         self.message = QLabel()
         self.message.setVisible(False)
         pl.addWidget(self.message)
@@ -176,6 +201,7 @@ class LossEventsDock(QWidget):
             fit_columns(self.view, 230)
             self.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)  # newest discovery first
         self.form.set_reference(snap.rules, snap.fx, snap.may_record)
+        self.action_button.setEnabled(snap.may_record)
         self.matrix.show_rules(snap.rules, snap.pending, snap.may_request)
         if self._charts is not None:
             self._draw_charts()
@@ -221,6 +247,32 @@ class LossEventsDock(QWidget):
             f"gross {money(r['gross_loss'])} − recoveries {money(r['recoveries'])} = net {money(r['net_loss'])} "
             f"{r['currency']}<br>Route: {r['reporting_route']} · Duty: {r['regulatory_duty']}<br>"
             f"{r['description']}")
+
+    def _add_action(self) -> None:
+        idx = self.view.currentIndex()
+        r = self.model.record_at(idx.row()) if idx.isValid() else None
+        if r is None or self.tasks is None or self.user is None:
+            set_tone(self.message, "Select a loss event first", "error")
+            return
+        from datetime import date
+
+        from services.actions import ActionError
+
+        d = self.action_due.date()
+        eid = int(r["id"])
+
+        def done(aid: int) -> None:
+            self.action_title.clear()
+            set_tone(self.message, f"Corrective action #{aid} opened for loss event #{eid}", "ok")
+            self.refresh()
+
+        def failed(e: BaseException) -> None:
+            known = isinstance(e, le.LossEventError | ActionError)
+            set_tone(self.message, str(e) if known else error_text(e), "error")
+
+        self.tasks.run(le.add_corrective_action, self.store, self.user, eid, self.action_title.text(),
+                       self.action_owner.text(), date(d.year(), d.month(), d.day()), on_done=done, on_error=failed,
+                       name="loss event action")
 
     def _recorded(self, new_id: int) -> None:
         self.submitted.emit(new_id)
