@@ -44,7 +44,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("gui_demo") / "demo.db"
     st = Store(f"sqlite:///{path}")
     st.migrate()
-    seed_demo_store(st, clients=100)
+    seed_demo_store(st, clients=100, runs=False)  # dock tests start with no stored runs
     st.dispose()
     return path
 
