@@ -886,6 +886,8 @@ loss_events.append_column(Column("reporting_route", Text, nullable=False, server
 loss_events.append_column(Column("report_due_at", DateTime(timezone=True)))
 loss_events.append_column(Column("regulatory_duty", Text, nullable=False, server_default=""))  # matrix duties
 loss_events.append_column(Column("duty_due_at", DateTime(timezone=True)))
+loss_events.append_column(Column("reported_at", DateTime(timezone=True)))  # the route's reports were made
+loss_events.append_column(Column("reported_by", String(64)))
 trade_errors.append_column(Column("severity_override_by", String(64)))
 trade_errors.append_column(Column("client_notified_at", DateTime(timezone=True)))
 trade_errors.append_column(Column("error_account_at", DateTime(timezone=True)))  # moved to the error account
@@ -954,18 +956,27 @@ Index("uq_margin_call_exceptions_active", margin_call_exceptions.c.call_id, uniq
 # ---------------------------------------------------------------- issue 8: options, stock collections, short
 # recalls, currency borrowing reminders. Records keep account and security codes as text (like the
 # pre-trade decisions) so a book replaced by `book import` never orphans or blocks them.
-option_contracts = Table(  # an option series is a security (prices, positions) with these terms
-    "option_contracts", metadata,
-    Column("security_id", Integer, ForeignKey("securities.id", ondelete="CASCADE"), primary_key=True),
+option_series = Table(  # an option series on a stock; kept beside the stock book, not in `securities`
+    "option_series", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
     Column("underlying_id", Integer, ForeignKey("securities.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("option_type", String(4), nullable=False),  # call | put
     Column("strike", Float, nullable=False),  # in the underlying's currency, per share
     Column("expiry", Date, nullable=False, index=True),
-    Column("contract_size", Integer, nullable=False),  # shares per contract (= the series' lot size)
+    Column("contract_size", Integer, nullable=False),  # shares per contract
+    Column("premium", Float, nullable=False),  # last premium per share, in the underlying's currency
     _version(),
     CheckConstraint("option_type in ('call', 'put')", name="type_known"),
     CheckConstraint("strike > 0", name="strike_positive"),
     CheckConstraint("contract_size >= 1", name="contract_size_positive"),
+    CheckConstraint("premium >= 0", name="premium_non_negative"),
+)
+option_positions = Table(  # contracts held (long > 0) or written (short < 0)
+    "option_positions", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("series_id", Integer, ForeignKey("option_series.id", ondelete="CASCADE"), primary_key=True),
+    Column("contracts", Float, nullable=False),
 )
 option_exercises = Table(  # exercise, assignment or lapse of one account's position in one series
     "option_exercises", metadata,

@@ -271,9 +271,10 @@ def seed_borrowing(store: Store, seed: int = 7) -> None:
         send_reminders(store, rita, found[: min(6, len(found))])
         first = found[0]
         fx = {r[0]: float(r[1]) for r in _fx_rows(store)}
-        rate = round(fx.get("HKD", 1.0) / fx[first["currency"]], 4)
-        exchange(store, rita, first["account"], "HKD", first["currency"], round(first["debit"] / rate / 2, 2) or 1.0,
-                 rate, "client asked by phone to cover half")
+        half = float(max(1, round(first["debit"] / 2)))  # whole units of the borrowed currency at the book's FX,
+        exchange(store, rita, first["account"], "HKD", first["currency"],  # so the account's equity is unchanged
+                 round(half * fx[first["currency"]] / fx.get("HKD", 1.0), 2), fx.get("HKD", 1.0) / fx[first["currency"]],
+                 "client asked by phone to cover half")
 
 
 def _fx_rows(store: Store) -> list[Any]:

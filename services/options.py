@@ -1,17 +1,18 @@
 """Options (issue 8): option positions, near-expiry holdings, the exercise overview and exercises.
 
-An option series is a security (it has a price — the premium per share — and positions) whose terms
-live in `option_contracts`: underlying, call or put, strike, expiry and contract size. A position's
-quantity is in shares under the contracts (so the margin engine's MV = |qty| × premium is right and the
-series' lot size is its contract size); contracts = qty / contract size, short < 0.
+Option series live beside the stock book (`option_series`: underlying, call or put, strike, expiry,
+contract size and the last premium per share) with the contracts each account holds or wrote in
+`option_positions` (short < 0). They are not securities of the margin book: RISK_METHODS gives options
+no margin ratio and a recognised value of 0, and keeping them apart leaves every stock-book figure as
+it was. Units = contracts × contract size.
 
 Exercise at the underlying price S against the strike K: a call is in the money when S > K, a put when
 S < K (at the money is out). In the money, every position of the series is settled — a long one is
 exercised, a short one assigned — with one rule for both sides: a call moves ``units`` shares of the
 underlying into the account and ``K × units`` cash out of it, a put the opposite (``units`` is signed,
 so a short call delivers shares and receives cash). Out of the money the position lapses with no stock
-or cash. Either way the option position is closed, and positions, cash and the exercise records change
-in one transaction with an audit record.
+or cash. Either way the option position is closed; stock positions, cash, the option position and the
+exercise records change in one transaction with an audit record.
 """
 
 from __future__ import annotations
@@ -40,37 +41,49 @@ class OptionError(ValueError):
 
 
 @dataclass
-class OptionTerms:
-    """Per security index of a book: zero / NaN where the security is not an option."""
+class OptionBook:
+    """Series (arrays by series index) and positions (arrays by position) aligned with a stock book."""
 
-    kind: np.ndarray  # int8: 0 not an option, 1 call, 2 put
-    underlying: np.ndarray  # int64 security index of the underlying (-1 when not an option)
-    strike: np.ndarray  # float64
-    expiry: np.ndarray  # datetime64[D] (NaT when not an option)
+    codes: list[str]
+    kind: np.ndarray  # int8: 1 call, 2 put
+    underlying: np.ndarray  # int64 security index in the book
+    strike: np.ndarray  # float64, per share
+    expiry: np.ndarray  # datetime64[D]
     contract_size: np.ndarray  # float64
+    premium: np.ndarray  # float64, per share
+    pos_acct: np.ndarray  # int64 account index in the book
+    pos_series: np.ndarray  # int64 series index
+    pos_contracts: np.ndarray  # float64, signed
 
     @property
-    def is_option(self) -> np.ndarray:
-        return self.kind > 0
+    def pos_units(self) -> np.ndarray:
+        return self.pos_contracts * self.contract_size[self.pos_series]
 
 
-def load_terms(conn: Connection, book: Book) -> OptionTerms:
-    n = book.n_sec
-    out = OptionTerms(np.zeros(n, np.int8), np.full(n, -1, np.int64), np.full(n, np.nan),
-                      np.full(n, np.datetime64("NaT"), "datetime64[D]"), np.full(n, np.nan))
-    rows = conn.execute(text("select security_id, underlying_id, option_type, strike, expiry, contract_size "
-                             "from option_contracts")).all()
-    if not rows or book.sec_ids is None:
-        return out
-    ids = book.sec_ids
-    sec = np.searchsorted(ids, np.array([r[0] for r in rows], np.int64))
-    und = np.searchsorted(ids, np.array([r[1] for r in rows], np.int64))
-    out.kind[sec] = [CALL if r[2] == "call" else PUT for r in rows]
-    out.underlying[sec] = und
-    out.strike[sec] = [float(r[3]) for r in rows]
-    out.expiry[sec] = np.array([str(r[4])[:10] for r in rows], "datetime64[D]")
-    out.contract_size[sec] = [float(r[5]) for r in rows]
-    return out
+def load_options(conn: Connection, book: Book) -> OptionBook:
+    """Every series whose underlying is in the book, and the non-zero positions in them."""
+    series = conn.execute(text("select id, code, underlying_id, option_type, strike, expiry, contract_size, premium "
+                               "from option_series order by id")).all()
+    sec_ids = book.sec_ids if book.sec_ids is not None else np.zeros(0, np.int64)
+    acct_ids = book.acct_ids if book.acct_ids is not None else np.zeros(0, np.int64)
+    und = np.searchsorted(sec_ids, np.array([r[2] for r in series], np.int64))
+    keep = [i for i, r in enumerate(series) if und[i] < len(sec_ids) and sec_ids[und[i]] == r[2]]
+    series = [series[i] for i in keep]
+    und = und[keep]
+    sid = np.array([r[0] for r in series], np.int64)
+    pos = conn.execute(text("select account_id, series_id, contracts from option_positions where contracts <> 0 "
+                            "order by series_id, account_id")).all()
+    pa = np.searchsorted(acct_ids, np.array([r[0] for r in pos], np.int64))
+    ps = np.searchsorted(sid, np.array([r[1] for r in pos], np.int64))
+    ok = np.array([pa[i] < len(acct_ids) and acct_ids[pa[i]] == r[0] and ps[i] < len(sid) and sid[ps[i]] == r[1]
+                   for i, r in enumerate(pos)], bool)
+    return OptionBook(
+        codes=[r[1] for r in series], kind=np.array([CALL if r[3] == "call" else PUT for r in series], np.int8),
+        underlying=und.astype(np.int64), strike=np.array([float(r[4]) for r in series]),
+        expiry=np.array([str(r[5])[:10] for r in series], "datetime64[D]"),
+        contract_size=np.array([float(r[6]) for r in series]), premium=np.array([float(r[7]) for r in series]),
+        pos_acct=pa[ok].astype(np.int64), pos_series=ps[ok].astype(np.int64),
+        pos_contracts=np.array([float(r[2]) for r in pos])[ok] if pos else np.zeros(0))
 
 
 def intrinsic(kind: np.ndarray, spot: np.ndarray, strike: np.ndarray) -> np.ndarray:
@@ -94,34 +107,30 @@ def settlement(kind: np.ndarray, units: np.ndarray, strike: np.ndarray, itm: np.
 
 
 # ---------------------------------------------------------------------- views
-def option_positions(book: Book, terms: OptionTerms, today: date) -> list[dict[str, Any]]:
+def option_positions(book: Book, ob: OptionBook, today: date) -> list[dict[str, Any]]:
     """Every option position with its terms, the underlying price, moneyness and days to expiry."""
-    rows = np.flatnonzero(terms.is_option[book.pos_sec] & (book.pos_qty != 0))
-    if rows.size == 0:
+    n = ob.pos_contracts.shape[0]
+    if n == 0:
         return []
-    sec = book.pos_sec[rows]
-    acct = book.pos_acct[rows]
-    qty = book.pos_qty[rows]
-    kind = terms.kind[sec]
-    und = terms.underlying[sec]
+    ser, acct, contracts = ob.pos_series, ob.pos_acct, ob.pos_contracts
+    units = ob.pos_units
+    kind, und, strike = ob.kind[ser], ob.underlying[ser], ob.strike[ser]
     spot = book.price[und]
-    strike = terms.strike[sec]
-    size = terms.contract_size[sec]
-    days = (terms.expiry[sec] - np.datetime64(today, "D")).astype(np.int64)
+    days = (ob.expiry[ser] - np.datetime64(today, "D")).astype(np.int64)
     itm = in_the_money(kind, spot, strike)
-    intr = intrinsic(kind, spot, strike) * np.abs(qty)
-    fx = book.fx[book.sec_currency[sec]]
-    mv = np.abs(qty) * book.price[sec] * fx
+    intr = intrinsic(kind, spot, strike) * np.abs(units)
+    fx = book.fx[book.sec_currency[und]]
+    mv = np.abs(units) * ob.premium[ser] * fx
     out = []
-    for i in range(rows.shape[0]):
-        s, a, u = int(sec[i]), int(acct[i]), int(und[i])
+    for i in range(n):
+        k, a, u = int(ser[i]), int(acct[i]), int(und[i])
         out.append({
-            "id": int(rows[i]), "account": book.acct_codes[a], "client": book.client_codes[a],
-            "client_name": book.client_names[a], "option": book.sec_codes[s], "underlying": book.sec_codes[u],
-            "type": TYPE_NAMES[int(kind[i])], "strike": float(strike[i]),
-            "expiry": str(terms.expiry[s]), "days_to_expiry": int(days[i]), "contract_size": float(size[i]),
-            "contracts": float(qty[i] / size[i]), "units": float(qty[i]), "side": "long" if qty[i] > 0 else "short",
-            "premium": float(book.price[s]), "underlying_price": float(spot[i]),
+            "id": i + 1, "account": book.acct_codes[a], "client": book.client_codes[a],
+            "client_name": book.client_names[a], "option": ob.codes[k], "underlying": book.sec_codes[u],
+            "type": TYPE_NAMES[int(kind[i])], "strike": float(strike[i]), "expiry": str(ob.expiry[k]),
+            "days_to_expiry": int(days[i]), "contract_size": float(ob.contract_size[k]),
+            "contracts": float(contracts[i]), "units": float(units[i]), "side": "long" if contracts[i] > 0 else "short",
+            "premium": float(ob.premium[k]), "underlying_price": float(spot[i]),
             "moneyness": "ITM" if itm[i] else ("ATM" if spot[i] == strike[i] else "OTM"),
             "intrinsic_value": float(intr[i]), "market_value": float(mv[i]),
             "currency": book.currencies[int(book.sec_currency[u])],
@@ -198,17 +207,16 @@ def exercise(store: Store, user: User, option_code: str, account: str | None = N
     batch = f"EX-{now:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
     with store.begin() as conn:
         o = conn.execute(text(
-            "select s.id, s.code, c.option_type, c.strike, c.expiry, c.contract_size, u.id as uid, u.code as ucode, "
-            "u.currency, p.price from securities s join option_contracts c on c.security_id = s.id "
-            "join securities u on u.id = c.underlying_id left join prices p on p.security_id = u.id "
-            "where s.code = :c"), {"c": option_code}).first()
+            "select s.id, s.code, s.option_type, s.strike, s.expiry, s.contract_size, u.id as uid, u.code as ucode, "
+            "u.currency, p.price from option_series s join securities u on u.id = s.underlying_id "
+            "left join prices p on p.security_id = u.id where s.code = :c"), {"c": option_code}).first()
         if o is None:
             raise OptionError(f"{option_code!r} is not an option series")
         spot = float(o.price or 0.0) if underlying_price is None else float(underlying_price)
         if not spot > 0:
             raise OptionError(f"the underlying price of {o.ucode} must be > 0, got {spot:g}")
-        sql = ("select p.account_id, a.code, p.qty from positions p join accounts a on a.id = p.account_id "
-               "where p.security_id = :s and p.qty <> 0")
+        sql = ("select p.account_id, a.code, p.contracts from option_positions p join accounts a "
+               "on a.id = p.account_id where p.series_id = :s and p.contracts <> 0")
         params: dict[str, Any] = {"s": o.id}
         if account is not None:
             sql += " and a.code = :a"
@@ -217,7 +225,7 @@ def exercise(store: Store, user: User, option_code: str, account: str | None = N
         if not pos:
             who = f" for {account}" if account else ""
             raise OptionError(f"no open position in {option_code}{who} to exercise")
-        units = np.array([float(r.qty) for r in pos])
+        units = np.array([float(r.contracts) for r in pos]) * float(o.contract_size)
         kind = np.full(units.shape[0], CALL if o.option_type == "call" else PUT, np.int8)
         strike = np.full(units.shape[0], float(o.strike))
         itm = in_the_money(kind, np.full(units.shape[0], spot), strike)
@@ -232,7 +240,7 @@ def exercise(store: Store, user: User, option_code: str, account: str | None = N
                          "units": float(units[i]), "underlying_price": spot, "in_the_money": bool(itm[i]),
                          "action": action, "stock_change": float(stock[i]), "cash_change": float(cash[i]),
                          "currency": o.currency, "intrinsic_value": float(intr[i]), "by": user.login})
-            conn.execute(text("delete from positions where account_id = :a and security_id = :s"),
+            conn.execute(text("delete from option_positions where account_id = :a and series_id = :s"),
                          {"a": r.account_id, "s": o.id})
             if stock[i] != 0:
                 _add_position(conn, int(r.account_id), int(o.uid), float(stock[i]))
@@ -280,8 +288,8 @@ def add_cash(conn: Connection, account_id: int, currency: str, delta: float) -> 
 # ---------------------------------------------------------------------- definitions and the demo
 def create_series(conn: Connection, underlying: str, option_type: str, strike: float, expiry: date,
                   contract_size: int, premium: float, code: str | None = None) -> int:
-    """A new option series (its security row, premium price and terms) inside the caller's transaction."""
-    u = conn.execute(text("select id, market, currency from securities where code = :c"), {"c": underlying}).first()
+    """A new option series inside the caller's transaction; its id."""
+    u = conn.execute(text("select id from securities where code = :c"), {"c": underlying}).first()
     if u is None:
         raise OptionError(f"unknown underlying {underlying!r}")
     if option_type not in ("call", "put"):
@@ -289,15 +297,9 @@ def create_series(conn: Connection, underlying: str, option_type: str, strike: f
     if not strike > 0 or contract_size < 1 or premium < 0:
         raise OptionError("strike must be > 0, contract size ≥ 1 and the premium ≥ 0")
     code = code or f"{underlying.split('.')[0]} {option_type[0].upper()}{strike:g} {expiry:%y%m%d}"
-    sid = int(conn.execute(text("select coalesce(max(id), 0) + 1 from securities")).scalar_one())
-    conn.execute(insert(S.securities).values(
-        id=sid, code=code, name=f"{underlying} {expiry:%d %b %y} {strike:g} {option_type}", market=u.market,
-        currency=u.currency, lot_size=contract_size, level=3))
-    conn.execute(insert(S.prices).values(security_id=sid, price=max(premium, 0.001), ts=datetime.now(UTC).timestamp()))
-    conn.execute(insert(S.haircuts).values(security_id=sid, haircut=1.0))
-    conn.execute(insert(S.option_contracts).values(security_id=sid, underlying_id=u.id, option_type=option_type,
-                                                   strike=strike, expiry=expiry, contract_size=contract_size))
-    return sid
+    return int(conn.execute(insert(S.option_series).values(
+        code=code, underlying_id=u.id, option_type=option_type, strike=strike, expiry=expiry,
+        contract_size=contract_size, premium=premium).returning(S.option_series.c.id)).scalar_one())
 
 
 def seed_options(store: Store, today: date | None = None, seed: int = 7) -> int:
@@ -307,7 +309,7 @@ def seed_options(store: Store, today: date | None = None, seed: int = 7) -> int:
     today = today or date.today()
     rng = np.random.default_rng(seed)
     with store.begin() as conn:
-        if conn.execute(text("select 1 from option_contracts limit 1")).first():
+        if conn.execute(text("select 1 from option_series limit 1")).first():
             return 0
         held = conn.execute(text(
             "select s.code, s.id, max(p2.price) as price, count(*) as n from positions p "
@@ -335,21 +337,18 @@ def seed_options(store: Store, today: date | None = None, seed: int = 7) -> int:
                 intr = max(0.0, px - strike) if otype == "call" else max(0.0, strike - px)
                 premium = round(intr + px * 0.01 * (1 + rng.random()), 3)
                 sid = create_series(conn, u.code, otype, strike, expiry, size, premium)
-                rows: list[tuple[int, float]] = []
+                rows: list[tuple[int, float]] = []  # (account, contracts)
                 if otype == "call" and holders:
                     # written calls: the first covered, the second short more than the shares held
                     writers = [holders[0], holders[-1]] if len(holders) > 1 else holders[:1]  # largest, smallest
                     for h, (acct, qty) in enumerate(writers):
                         full = int(float(qty) // size)
                         contracts = max(1, min(full // 2, 10)) if h == 0 else min(full + 2, 24)
-                        rows.append((int(acct), -float(contracts * size)))
+                        rows.append((int(acct), -float(contracts)))
                 for acct, in others[: 2 + (j % 2)]:
-                    rows.append((int(acct), float(int(rng.integers(1, 6)) * size)))
-                for acct, q in rows:
-                    conn.execute(text("insert into positions (account_id, security_id, qty) values (:a, :s, :q)"),
-                                 {"a": acct, "s": sid, "q": q})
+                    rows.append((int(acct), float(rng.integers(1, 6))))
+                if rows:
+                    conn.execute(insert(S.option_positions), [{"account_id": a, "series_id": sid, "contracts": q}
+                                                              for a, q in rows])
                 written += len(rows)
-        if store.kind == "postgresql":  # ids were given explicitly: move the sequence past them
-            conn.execute(text("select setval(pg_get_serial_sequence('securities', 'id'), "
-                              "coalesce((select max(id) from securities), 0) + 1, false)"))
     return written

@@ -35,7 +35,7 @@ from services import audit
 from services.auth import User
 from services.calendar import TradingCalendar
 from services.margin import STATUS_NAMES, MarginEngine
-from services.options import OptionTerms, load_terms
+from services.options import CALL, OptionBook, load_options
 from services.store import Store
 
 SETTLEMENT_DAYS = 2  # Hong Kong T+2: short stock not borrowed must be delivered by then
@@ -54,7 +54,7 @@ class PositionsState:
     book: Book
     engine: MarginEngine
     inventory: np.ndarray  # per security: lending inventory (NaN: none recorded)
-    terms: OptionTerms
+    options: OptionBook  # option series and positions beside the stock book
     calendar: TradingCalendar
     parameters: dict[str, float]
     open_calls: list[tuple[str, date]] = field(default_factory=list)  # (account code, deadline)
@@ -77,13 +77,13 @@ def load_state(store: Store) -> PositionsState:
             ok = (idx < book.n_sec)
             ok[ok] = book.sec_ids[idx[ok]] == np.array([r[0] for r in rows], np.int64)[ok]
             inv[idx[ok]] = np.array([float(r[1]) for r in rows])[ok]
-        terms = load_terms(conn, book)
+        opts = load_options(conn, book)
         cal = calendar_of(conn)
         params = {r[0]: float(r[1]) for r in conn.execute(text("select name, value from company_parameters"))}
         calls = [(r[0], _as_date(r[1])) for r in conn.execute(text(
             "select a.code, c.deadline from margin_calls c join accounts a on a.id = c.account_id "
             "where c.state = 'open'"))]
-    return PositionsState(book, MarginEngine(book), inv, terms, cal, params, calls)
+    return PositionsState(book, MarginEngine(book), inv, opts, cal, params, calls)
 
 
 def _as_date(v: Any) -> date:
@@ -94,7 +94,7 @@ def _as_date(v: Any) -> date:
 def short_overview(state: PositionsState) -> list[dict[str, Any]]:
     """One row per stock held short: short qty, inventory, usage %, uncovered, MV and clients."""
     b = state.book
-    short = (b.pos_qty < 0) & ~state.terms.is_option[b.pos_sec]  # written options are not borrowed stock
+    short = b.pos_qty < 0
     sec = b.pos_sec[short]
     qty = -b.pos_qty[short]
     total = np.bincount(sec, qty, minlength=b.n_sec)
@@ -207,9 +207,10 @@ def recall_items(store: Store, code: str | None = None) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------- non-performing credit
 def recognised_value(state: PositionsState) -> np.ndarray:
-    """Per account: Σ (1 − h) · MV over long stock positions (suspended stock and options: 0)."""
+    """Per account: Σ (1 − h) · MV over long stock positions (suspended stock: 0; options are not in
+    the stock book and count 0)."""
     b = state.book
-    r = np.where(b.suspended | state.terms.is_option, 0.0, 1.0 - b.haircut)
+    r = np.where(b.suspended, 0.0, 1.0 - b.haircut)
     long = b.pos_qty > 0
     mv = b.pos_qty[long] * state.engine.pxb[b.pos_sec[long]]
     return np.bincount(b.pos_acct[long], r[b.pos_sec[long]] * mv, minlength=b.n_acct)
@@ -254,11 +255,10 @@ def non_performing(state: PositionsState, today: date | None = None) -> list[dic
 def collections_needed(state: PositionsState, today: date | None = None) -> list[dict[str, Any]]:
     """What must be collected now: (kind, account, code, source, qty, due_date) rows."""
     today = today or date.today()
-    b, t = state.book, state.terms
+    b, ob = state.book, state.options
     out: list[dict[str, Any]] = []
     # short stock the lending inventory does not cover, shared pro rata among the short clients
-    stock = ~t.is_option[b.pos_sec]
-    short = np.flatnonzero((b.pos_qty < 0) & stock)
+    short = np.flatnonzero(b.pos_qty < 0)
     if short.size:
         sec = b.pos_sec[short]
         qty = -b.pos_qty[short]
@@ -272,30 +272,31 @@ def collections_needed(state: PositionsState, today: date | None = None) -> list
             out.append({"kind": "short_stock", "account": b.acct_codes[int(b.pos_acct[short[i]])],
                         "code": b.sec_codes[int(sec[i])], "source": "", "qty": float(need[i]), "due_date": due})
     # short calls: the underlying shares not held
-    calls = np.flatnonzero((b.pos_qty < 0) & (t.kind[b.pos_sec] == 1))
+    calls = np.flatnonzero((ob.pos_contracts < 0) & (ob.kind[ob.pos_series] == CALL))
     if calls.size:
-        acct = b.pos_acct[calls].astype(np.int64)
-        und = t.underlying[b.pos_sec[calls]]
-        required = -b.pos_qty[calls]
+        ser = ob.pos_series[calls]
+        acct = ob.pos_acct[calls]
+        und = ob.underlying[ser]
+        required = -ob.pos_units[calls]
         row = state.engine.find_positions(acct, und)
         held = np.where(row >= 0, np.maximum(0.0, b.pos_qty[np.maximum(row, 0)]), 0.0)
-        # several short calls on one underlying share the holding: cumulate per (account, underlying)
+        # several short calls on one underlying share the holding: earliest expiry covered first
         key = acct * max(b.n_sec, 1) + und
-        order = np.lexsort((t.expiry[b.pos_sec[calls]], key))
-        cum = np.zeros(calls.shape[0])
+        order = np.lexsort((ob.expiry[ser], key))
         ks, rq = key[order], required[order]
         starts = np.r_[True, ks[1:] != ks[:-1]]
         run = np.cumsum(rq)
         base = np.maximum.accumulate(np.where(starts, run - rq, 0.0))
+        cum = np.zeros(calls.shape[0])
         cum[order] = run - base
         prev = cum - required
         # the part of this call's run [prev, cum] of shares beyond what the account holds
         need = np.maximum(0.0, cum - held) - np.maximum(0.0, prev - held)
         for i in np.flatnonzero(need > 0).tolist():
-            s = int(b.pos_sec[calls[i]])
-            exp = t.expiry[s].astype(date)
+            k = int(ser[i])
+            exp = ob.expiry[k].astype(date)
             out.append({"kind": "covered_option", "account": b.acct_codes[int(acct[i])],
-                        "code": b.sec_codes[int(und[i])], "source": b.sec_codes[s], "qty": float(need[i]),
+                        "code": b.sec_codes[int(und[i])], "source": ob.codes[k], "qty": float(need[i]),
                         "due_date": max(exp, today)})
     return out
 
@@ -374,7 +375,7 @@ def seed_positions_ops(store: Store, seed: int = 7) -> None:
     b = state.book
     rng = np.random.default_rng(seed)
     short = np.bincount(b.pos_sec[b.pos_qty < 0], -b.pos_qty[b.pos_qty < 0], minlength=b.n_sec)
-    shorted = [s for s in np.flatnonzero(short > 0).tolist() if not state.terms.is_option[s]]
+    shorted = np.flatnonzero(short > 0).tolist()
     inv = {}
     for k, s in enumerate(shorted):
         cover = (0.6, 0.85, 1.5, 2.5, 4.0)[k % 5] if np.isnan(state.inventory[s]) else None
@@ -422,7 +423,7 @@ def snapshot(store: Store, today: date | None = None) -> PositionsSnapshot:
     state = load_state(store)
     shorts = short_overview(state)
     clients = {r["code"]: short_clients(state, r["code"]) for r in shorts}
-    positions = options.option_positions(state.book, state.terms, today)
+    positions = options.option_positions(state.book, state.options, today)
     records = options.exercise_records(store)
     days = int(state.parameter("option_near_expiry_days", DEFAULT_NEAR_EXPIRY_DAYS))
     for i, r in enumerate(records):

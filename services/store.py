@@ -47,7 +47,8 @@ PARAMETER_DESCRIPTIONS = {
     "lcs_decline_c": "LCS decline when level-1+2 share ≥ 25%",
     "lcs_decline_d": "LCS decline otherwise",
 }
-BOOK_TABLES = ("margin_call_notices", "margin_call_remarks", "margin_call_exceptions",  # issue 8 call work
+BOOK_TABLES = ("short_sell_history", "lending_inventory",  # keyed by the book's security ids: replaced with it
+               "margin_call_notices", "margin_call_remarks", "margin_call_exceptions",  # issue 8 call work
                "margin_call_snapshots", "margin_call_events", "margin_calls", "client_margin_ratios",
                "client_group_members", "client_groups", "stock_group_members", "stock_groups",
                "stock_margin_ratios", "index_members", "indices", "positions", "cash_balances",

@@ -113,9 +113,9 @@ def _setup(st: Store) -> None:
         n5 = options.create_series(conn, "T.HK", "put", 40.0, TODAY + timedelta(days=5), 100, 0.1, code="T P40 D5")
         n6 = options.create_series(conn, "T.HK", "put", 40.0, TODAY + timedelta(days=6), 100, 0.1, code="T P40 D6")
         old = options.create_series(conn, "T.HK", "put", 40.0, TODAY - timedelta(days=1), 100, 0.1, code="T P40 X")
-        for a, s, q in (("O1", c45, 300), ("O2", c45, -200), ("O1", p45, 200), ("O1", c50, 100), ("O3", c45, -200),
-                        ("O1", n5, 100), ("O1", n6, 100), ("O1", old, 100)):
-            conn.execute(text("insert into positions (account_id, security_id, qty) values (:a, :s, :q)"),
+        for a, s, q in (("O1", c45, 3), ("O2", c45, -2), ("O1", p45, 2), ("O1", c50, 1), ("O3", c45, -2),
+                        ("O1", n5, 1), ("O1", n6, 1), ("O1", old, 1)):  # contracts of 100 shares
+            conn.execute(text("insert into option_positions (account_id, series_id, contracts) values (:a, :s, :q)"),
                          {"a": acc[a], "s": s, "q": q})
 
 
@@ -123,6 +123,14 @@ def _balance(st: Store, account: str, currency: str) -> float:
     with st.begin() as conn:
         v = conn.execute(text("select b.amount from cash_balances b join accounts a on a.id = b.account_id "
                               "where a.code = :a and b.currency = :c"), {"a": account, "c": currency}).scalar()
+    return 0.0 if v is None else float(v)
+
+
+def _contracts(st: Store, account: str, code: str) -> float:
+    with st.begin() as conn:
+        v = conn.execute(text("select p.contracts from option_positions p join accounts a on a.id = p.account_id "
+                              "join option_series s on s.id = p.series_id where a.code = :a and s.code = :c"),
+                         {"a": account, "c": code}).scalar()
     return 0.0 if v is None else float(v)
 
 
@@ -207,7 +215,7 @@ def test_collections_for_uncovered_short_stock_and_short_calls(env: Env) -> None
 # ---------------------------------------------------------------------- options
 def test_near_expiry_boundary(env: Env) -> None:
     state = po.load_state(env.maker)
-    pos = options.option_positions(state.book, state.terms, TODAY)
+    pos = options.option_positions(state.book, state.options, TODAY)
     near = {p["option"] for p in options.near_expiry(pos, 5)}
     assert "T P40 D5" in near and "T P40 D6" not in near and "T P40 X" not in near  # 5 in, 6 out, expired out
     assert near == {"T C45", "T P45", "T C50", "T P40 D5"}
@@ -230,7 +238,7 @@ def test_exercise_itm_per_client_then_per_option_and_otm_lapses(env: Env) -> Non
     assert (r["action"], r["stock_change"], r["cash_change"], r["intrinsic_value"]) == ("exercised", 300, -13_500,
                                                                                         1_500)
     assert _qty(env.maker, "O1", "T.HK") == t0 + 300 and _balance(env.maker, "O1", "HKD") == hkd0 - 13_500
-    assert _qty(env.maker, "O1", "T C45") == 0 and _qty(env.maker, "O2", "T C45") == -200  # O2 untouched
+    assert _contracts(env.maker, "O1", "T C45") == 0 and _contracts(env.maker, "O2", "T C45") == -2  # O2 untouched
     with pytest.raises(options.OptionError, match="no open position"):
         options.exercise(env.maker, rita, "T C45", account="O1")
     res = options.exercise(env.maker, rita, "T C45")  # the rest of the series: the writers are assigned
@@ -242,7 +250,7 @@ def test_exercise_itm_per_client_then_per_option_and_otm_lapses(env: Env) -> Non
     # the put K 45 with S 50 is out of the money: it lapses with no stock or cash
     [p] = options.exercise(env.maker, rita, "T P45").records
     assert (p["action"], p["in_the_money"], p["stock_change"], p["cash_change"]) == ("lapsed", False, 0, 0)
-    assert _qty(env.maker, "O1", "T P45") == 0
+    assert _contracts(env.maker, "O1", "T P45") == 0
     # at the money (S = K = 50) is not in the money
     hkd1 = _balance(env.maker, "O1", "HKD")
     [a] = options.exercise(env.maker, rita, "T C50", underlying_price=50.0).records
@@ -337,14 +345,28 @@ def test_exchange_updates_both_balances_atomically(env: Env, monkeypatch: pytest
     assert len(borrowing.exchange_history(env.maker)) == 1
 
 
-def test_recognised_value_excludes_options_and_suspended(env: Env) -> None:
+def test_recognised_value_counts_suspended_stock_as_nothing(env: Env) -> None:
     with env.owner.begin() as conn:
         conn.execute(text("update securities set suspended = true where code = 'S.HK'"))
         acc, sec = _ids(conn, "accounts"), _ids(conn, "securities")
-        conn.execute(text("insert into positions (account_id, security_id, qty) values (:a, :s, 1000), "
-                          "(:a, :o, 500)"), {"a": acc["L1"], "s": sec["S.HK"], "o": sec["T C50"]})
+        conn.execute(text("insert into positions (account_id, security_id, qty) values (:a, :s, 1000)"),
+                     {"a": acc["L1"], "s": sec["S.HK"]})
     state = po.load_state(env.maker)
     rv = po.recognised_value(state)
-    # L1: T.HK 75,000 as before; suspended S.HK and the long call count 0
+    # L1: T.HK 75,000 as before; suspended S.HK counts 0 (and L1's long call is not stock: 0 too)
     assert rv[state.book.acct_index["L1"]] == 75_000
     assert np.isclose(rv[state.book.acct_index["O3"]], 150 * 50 * 0.75)
+
+
+def test_options_leave_the_stock_book_alone(env: Env) -> None:
+    book = env.maker.load_book()
+    assert book.sec_codes == ["S.HK", "T.HK", "U.US"] and book.n_pos == len(POSITIONS)
+    with env.owner.begin() as conn:  # a book import replaces the book: the series go with their underlyings
+        conn.execute(text("delete from positions"))
+        conn.execute(text("delete from prices"))
+        conn.execute(text("delete from haircuts"))
+        conn.execute(text("delete from stock_margin_ratios"))
+        conn.execute(text("delete from lending_inventory"))
+        conn.execute(text("delete from securities"))
+        assert conn.execute(text("select count(*) from option_series")).scalar() == 0
+        assert conn.execute(text("select count(*) from option_positions")).scalar() == 0

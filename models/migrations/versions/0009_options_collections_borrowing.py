@@ -16,24 +16,35 @@ depends_on = None
 def upgrade() -> None:
     # ---- positions and collections (issue 8): options, exercises, stock collections, short recalls,
     # currency borrowing rules, exchanges and reminders
-    op.create_table('option_contracts',
-    sa.Column('security_id', sa.Integer(), nullable=False),
+    op.create_table('option_series',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=32), nullable=False),
     sa.Column('underlying_id', sa.Integer(), nullable=False),
     sa.Column('option_type', sa.String(length=4), nullable=False),
     sa.Column('strike', sa.Float(), nullable=False),
     sa.Column('expiry', sa.Date(), nullable=False),
     sa.Column('contract_size', sa.Integer(), nullable=False),
+    sa.Column('premium', sa.Float(), nullable=False),
     sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-    sa.CheckConstraint("option_type in ('call', 'put')", name=op.f('ck_option_contracts_type_known')),
-    sa.CheckConstraint('strike > 0', name=op.f('ck_option_contracts_strike_positive')),
-    sa.CheckConstraint('contract_size >= 1', name=op.f('ck_option_contracts_contract_size_positive')),
-    sa.ForeignKeyConstraint(['security_id'], ['securities.id'], ondelete='CASCADE',
-                            name=op.f('fk_option_contracts_security_id_securities')),
+    sa.CheckConstraint("option_type in ('call', 'put')", name=op.f('ck_option_series_type_known')),
+    sa.CheckConstraint('strike > 0', name=op.f('ck_option_series_strike_positive')),
+    sa.CheckConstraint('contract_size >= 1', name=op.f('ck_option_series_contract_size_positive')),
+    sa.CheckConstraint('premium >= 0', name=op.f('ck_option_series_premium_non_negative')),
     sa.ForeignKeyConstraint(['underlying_id'], ['securities.id'], ondelete='CASCADE',
-                            name=op.f('fk_option_contracts_underlying_id_securities')),
-    sa.PrimaryKeyConstraint('security_id', name=op.f('pk_option_contracts')))
-    op.create_index('ix_option_contracts_underlying_id', 'option_contracts', ['underlying_id'])
-    op.create_index('ix_option_contracts_expiry', 'option_contracts', ['expiry'])
+                            name=op.f('fk_option_series_underlying_id_securities')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_option_series')),
+    sa.UniqueConstraint('code', name=op.f('uq_option_series_code')))
+    op.create_index('ix_option_series_underlying_id', 'option_series', ['underlying_id'])
+    op.create_index('ix_option_series_expiry', 'option_series', ['expiry'])
+    op.create_table('option_positions',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('series_id', sa.Integer(), nullable=False),
+    sa.Column('contracts', sa.Float(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE',
+                            name=op.f('fk_option_positions_account_id_accounts')),
+    sa.ForeignKeyConstraint(['series_id'], ['option_series.id'], ondelete='CASCADE',
+                            name=op.f('fk_option_positions_series_id_option_series')),
+    sa.PrimaryKeyConstraint('account_id', 'series_id', name=op.f('pk_option_positions')))
     op.create_table('option_exercises',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ts', sa.DateTime(timezone=True), nullable=False),
@@ -159,8 +170,8 @@ def upgrade() -> None:
         ("option_near_expiry_days", 5.0, "options expiring within this many calendar days are near expiry"),
     ) if n not in have])
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("GRANT SELECT ON option_contracts, borrowing_rules TO riskdesk_app")  # rules: only rd_decide
-        op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON option_exercises, stock_collections, short_recalls, "
+        op.execute("GRANT SELECT ON option_series, borrowing_rules TO riskdesk_app")  # rules: only rd_decide
+        op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON option_positions, option_exercises, stock_collections, short_recalls, "
                    "short_recall_items, currency_exchanges, borrowing_reminders TO riskdesk_app")
         op.execute("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO riskdesk_app")
     # ---- end positions and collections
@@ -170,6 +181,6 @@ def downgrade() -> None:
     # ---- positions and collections (issue 8)
     op.execute("delete from company_parameters where name in ('npl_days_past_deadline', 'option_near_expiry_days')")
     for t in ('borrowing_reminders', 'currency_exchanges', 'borrowing_rules', 'short_recall_items', 'short_recalls',
-              'stock_collections', 'option_exercises', 'option_contracts'):
+              'stock_collections', 'option_exercises', 'option_positions', 'option_series'):
         op.drop_table(t)
     # ---- end positions and collections
