@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from models import schema as S
 from services import audit
@@ -110,6 +110,16 @@ def regulatory_duties(rules: list[dict[str, Any]], event_type: str, gross_hkd: f
            for r in rules if rule_applies(r, event_type, gross_hkd)]
     far = datetime.max.replace(tzinfo=UTC)
     return sorted(out, key=lambda d: (d.due_at or far, d.rule_id))
+
+
+def report_state(due_at: datetime | None, reported_at: datetime | None, now: datetime) -> str:
+    """'' (nothing to report), 'reported', 'overdue' (past due, not reported) or 'due'."""
+    if due_at is None:
+        return ""
+    if reported_at is not None:
+        return "reported"
+    due = due_at if due_at.tzinfo else due_at.replace(tzinfo=UTC)
+    return "overdue" if now > due else "due"
 
 
 def duty_text(duties: list[Duty]) -> str:
@@ -238,7 +248,29 @@ def _row(inp: LossEventInput, a: Assessment, actor: str, now: datetime) -> dict[
         "recoveries": float(inp.recoveries), "currency": inp.currency, "fx_rate": a.fx_rate,
         "near_miss": bool(inp.near_miss), "description": inp.description.strip(), "incident_id": inp.incident_id,
         "reporting_route": a.route.text, "report_due_at": a.route.due_at, "regulatory_duty": duty_text(a.duties),
-        "duty_due_at": a.duties[0].due_at if a.duties else None, "created_by": actor, "created_at": now}
+        "duty_due_at": a.duties[0].due_at if a.duties else None, "created_by": actor, "created_at": now,
+        "reported_at": None, "reported_by": None}
+
+
+def mark_reported(store: Store, user: User, event_id: int, note: str = "", now: datetime | None = None) -> None:
+    """Record that the event's route was reported (to everyone on it); audited."""
+    if not may_record(user):
+        raise AuthError(f"{user.login} ({user.role_label}) may not record loss-event reports")
+    now = now or datetime.now(UTC)
+    t = S.loss_events
+    with store.begin() as conn:
+        r = conn.execute(select(t.c.report_due_at, t.c.reported_at, t.c.reporting_route).where(
+            t.c.id == event_id)).first()
+        if r is None:
+            raise LossEventError("", f"loss event {event_id} does not exist")
+        if r.report_due_at is None:
+            raise LossEventError("", f"loss event {event_id} stays in the loss register: nobody to report to")
+        if r.reported_at is not None:
+            raise LossEventError("", f"loss event {event_id} was already reported")
+        conn.execute(update(t).where(t.c.id == event_id).values(reported_at=now, reported_by=user.login,
+                                                                version=t.c.version + 1))
+        audit.append(conn, store.kind, user.login, "reported", "loss_events", str(event_id), "",
+                     f"{r.reporting_route}{': ' + note.strip() if note.strip() else ''}")
 
 
 def add_corrective_action(store: Store, user: User, event_id: int, title: str, owner: str, due: date) -> int:
@@ -383,6 +415,7 @@ class LossEventsSnapshot:
 def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEventsSnapshot:
     """Everything the dock shows, read in one go off the GUI thread."""
     today = today or datetime.now(HK_TZ).date()
+    now = datetime.now(UTC)
     df = events_frame(store)
     with store.begin() as conn:
         rules, fx, pending = matrix_rules(conn), fx_rates(conn), pending_rule_requests(conn)
@@ -392,9 +425,10 @@ def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEv
     for e in events:
         e["near_miss"] = bool(e["near_miss"])
         e["actions"] = acts.get(int(e["id"]), "")
-        for k in ("discovered_at", "report_due_at", "duty_due_at", "created_at"):
+        for k in ("discovered_at", "report_due_at", "duty_due_at", "created_at", "reported_at"):
             if isinstance(e[k], pd.Timestamp):
                 e[k] = e[k].to_pydatetime()
+        e["report_state"] = report_state(e["report_due_at"], e["reported_at"], now)
     return LossEventsSnapshot(
         events, rules, fx, pending, breakdown(df, "event_type", EVENT_TYPES),
         breakdown(df, "business_line"), breakdown(df, "cause", CAUSES), monthly_trend(df, today),
@@ -457,7 +491,10 @@ def seed_loss_events(store: Store, seed: int = 7, months: int = 12, per_month: i
                                  resolved_on=found + timedelta(days=int(lag[i]) + 5) if ago[i] > 20 else None,
                                  description=("Near miss — caught before settlement: " if near[i] else "")
                                  + _DEMO_TEXT[etype])
-            rows.append(_row(inp, assess(inp, rules, fx), "olga" if cause in ("process", "system") else "rita", at))
+            row = _row(inp, assess(inp, rules, fx), "olga" if cause in ("process", "system") else "rita", at)
+            if row["report_due_at"] is not None and ago[i] > 3:  # the older ones were reported in time
+                row.update(reported_at=at + timedelta(hours=int(3 + i % 15)), reported_by="rita")
+            rows.append(row)
         rows.sort(key=lambda r: (r["discovered_at"], r["occurred_on"]))  # ids follow discovery, as in real life
         conn.execute(insert(S.loss_events), rows)
         audit.append(conn, store.kind, "demo", "seed", "loss_events", "", "", f"{n} demo loss events")

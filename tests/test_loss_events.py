@@ -264,3 +264,23 @@ def test_corrective_action_for_a_loss_event(store: Store) -> None:
         le.add_corrective_action(store, RITA, 999, "x", "olga", date(2026, 12, 20))
     with pytest.raises(AuthError):
         le.add_corrective_action(store, TOM, eid, "x", "olga", date(2026, 12, 20))
+
+
+def test_report_state_and_mark_reported(store: Store) -> None:
+    due = FOUND + timedelta(hours=24)
+    assert le.report_state(None, None, NOW) == ""
+    assert le.report_state(due, None, due) == "due"  # at the due time, not yet overdue
+    assert le.report_state(due, None, due + timedelta(seconds=1)) == "overdue"
+    assert le.report_state(due, due + timedelta(hours=5), NOW) == "reported"
+    small = le.record_loss_event(store, RITA, _inp(9_000.0), NOW)
+    with pytest.raises(le.LossEventError, match="nobody to report to"):
+        le.mark_reported(store, RITA, small)
+    eid = le.record_loss_event(store, RITA, _inp(60_000.0), NOW)
+    le.mark_reported(store, RITA, eid, "emailed department head and CRO", NOW)
+    with pytest.raises(le.LossEventError, match="already reported"):
+        le.mark_reported(store, RITA, eid)
+    ev = {e["id"]: e for e in le.load_snapshot(store, RITA, date(2026, 11, 25)).events}
+    assert ev[eid]["report_state"] == "reported" and ev[eid]["reported_by"] == "rita"
+    assert ev[small]["report_state"] == ""
+    assert [r["after"] for r in audit.rows(store) if r["action"] == "reported"] == [
+        "Department head, CRO within 24 h: emailed department head and CRO"]

@@ -77,7 +77,13 @@ def test_loss_event_entered_through_the_form_is_listed_with_its_route(qtbot: Any
         qtbot.mouseClick(dock.action_button, Qt.MouseButton.LeftButton)
     assert dock.message.text().startswith("Corrective action #")
     new = dock.model.record(int(mine[0]["id"]))
-    assert new is not None and new["actions"] == "1 action, 1 not verified"
+    assert new is not None and new["actions"] == "1 action, 1 not verified" and new["report_text"] == "due"
+    assert dock.reported_button.isEnabled()
+    with qtbot.waitSignal(dock.refreshed, timeout=10_000):
+        qtbot.mouseClick(dock.reported_button, Qt.MouseButton.LeftButton)
+    new = dock.model.record(int(mine[0]["id"]))
+    assert new is not None and new["report_text"].startswith("reported ") and new["report_text"].endswith("(rita)")
+    assert not dock.reported_button.isEnabled()
     dock.set_filters(near="near")
     assert dock.model.rowCount() > 0 and all(
         (rec := dock.model.record_at(r)) and rec["near_miss"] for r in range(dock.model.rowCount()))

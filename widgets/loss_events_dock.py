@@ -36,6 +36,7 @@ from widgets.records import (
     Field,
     RecordTableModel,
     error_text,
+    hk_time,
     set_tone,
 )
 from widgets.tables import fit_columns, make_table
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from app.tasks import TaskRunner
     from services.store import Store
 
+REPORT_COLOURS = {"overdue": QColor(248, 81, 73), "due": QColor(227, 179, 65)}
 ROUTE_COLOURS = {0: None, 1: None, 2: QColor(227, 179, 65), 3: QColor(240, 136, 62), 4: QColor(248, 81, 73)}
 
 
@@ -61,6 +63,8 @@ FIELDS = [
     Field("Net HKD", "net_hkd", "number", tooltip="(gross − recoveries) at the rate when recorded"),
     Field("Route", "reporting_route", foreground=lambda v: ROUTE_COLOURS[_route_level(v)]),
     Field("Report due", "report_due_at", "time"),
+    Field("Reported", "report_text", foreground=lambda v: REPORT_COLOURS.get(str(v).split(" ")[0]),
+          tooltip="overdue: the route's reports are past their 24 h and not yet made"),
     Field("Regulatory duty", "regulatory_duty", foreground=lambda v: OVERDUE_TEXT if v not in ("", "none") else None),
     Field("Cause", "cause"),
     Field("Actions", "actions", tooltip="corrective actions opened for the event"),
@@ -139,7 +143,10 @@ class LossEventsDock(QWidget):
         self.action_due.setCalendarPopup(True)
         self.action_button = QPushButton("Add corrective action")
         self.action_button.clicked.connect(self._add_action)
-        for part in (self.action_title, self.action_owner, self.action_due, self.action_button):
+        self.reported_button = QPushButton("Mark reported")
+        self.reported_button.setToolTip("the selected event's route has been reported (everyone on it told)")
+        self.reported_button.clicked.connect(self._mark_reported)
+        for part in (self.action_title, self.action_owner, self.action_due, self.action_button, self.reported_button):
             act.addWidget(part)
         act.setStretch(0, 1)
         pl.addLayout(act)
@@ -188,7 +195,9 @@ class LossEventsDock(QWidget):
     def _loaded(self, snap: le.LossEventsSnapshot) -> None:
         first = self.snapshot is None
         self.snapshot = snap
-        events = [{**e, "near_miss_text": "near miss" if e["near_miss"] else ""} for e in snap.events]
+        events = [{**e, "near_miss_text": "near miss" if e["near_miss"] else "",
+                   "report_text": (f"reported {hk_time(e['reported_at'])} ({e['reported_by']})"
+                                   if e["report_state"] == "reported" else e["report_state"])} for e in snap.events]
         self._ids = np.array([int(e["id"]) for e in events], np.int64)
         self._types = np.array([e["event_type"] for e in events], object)
         self._lines = np.array([e["business_line"] for e in events], object)
@@ -202,6 +211,9 @@ class LossEventsDock(QWidget):
             self.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)  # newest discovery first
         self.form.set_reference(snap.rules, snap.fx, snap.may_record)
         self.action_button.setEnabled(snap.may_record)
+        self._show_detail()
+        late = sum(1 for e in snap.events if e["report_state"] == "overdue")
+        self.tabs.setTabText(0, f"Register ({late} reports overdue)" if late else "Register")
         self.matrix.show_rules(snap.rules, snap.pending, snap.may_request)
         if self._charts is not None:
             self._draw_charts()
@@ -239,6 +251,8 @@ class LossEventsDock(QWidget):
     def _show_detail(self) -> None:
         idx = self.view.currentIndex()
         r = self.model.record_at(idx.row()) if idx.isValid() else None
+        self.reported_button.setEnabled(bool(r and r["report_state"] in ("due", "overdue") and self.snapshot
+                                             and self.snapshot.may_record))
         if r is None:
             self.detail.setText("")
             return
@@ -247,6 +261,24 @@ class LossEventsDock(QWidget):
             f"gross {money(r['gross_loss'])} − recoveries {money(r['recoveries'])} = net {money(r['net_loss'])} "
             f"{r['currency']}<br>Route: {r['reporting_route']} · Duty: {r['regulatory_duty']}<br>"
             f"{r['description']}")
+
+    def _mark_reported(self) -> None:
+        idx = self.view.currentIndex()
+        r = self.model.record_at(idx.row()) if idx.isValid() else None
+        if r is None or self.tasks is None or self.user is None:
+            set_tone(self.message, "Select a loss event first", "error")
+            return
+        eid = int(r["id"])
+
+        def done(_r: object) -> None:
+            set_tone(self.message, f"Loss event #{eid}: reported to {r['reporting_route']}", "ok")
+            self.refresh()
+
+        def failed(e: BaseException) -> None:
+            set_tone(self.message, str(e) if isinstance(e, le.LossEventError) else error_text(e), "error")
+
+        self.tasks.run(le.mark_reported, self.store, self.user, eid, on_done=done, on_error=failed,
+                       name="loss event reported")
 
     def _add_action(self) -> None:
         idx = self.view.currentIndex()

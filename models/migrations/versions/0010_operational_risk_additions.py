@@ -46,6 +46,8 @@ def upgrade() -> None:
             ("loss_events", sa.Column('report_due_at', sa.DateTime(timezone=True), nullable=True)),
             ("loss_events", sa.Column('regulatory_duty', sa.Text(), server_default='', nullable=False)),
             ("loss_events", sa.Column('duty_due_at', sa.DateTime(timezone=True), nullable=True)),
+            ("loss_events", sa.Column('reported_at', sa.DateTime(timezone=True), nullable=True)),
+            ("loss_events", sa.Column('reported_by', sa.String(length=64), nullable=True)),
             ("trade_errors", sa.Column('severity_override_by', sa.String(length=64), nullable=True)),
             ("trade_errors", sa.Column('client_notified_at', sa.DateTime(timezone=True), nullable=True)),
             ("trade_errors", sa.Column('error_account_at', sa.DateTime(timezone=True), nullable=True)),
@@ -91,7 +93,7 @@ def downgrade() -> None:
     op.drop_table('trade_volumes')
     for name, cols in (("trade_errors", ('description', 'closed_at', 'resolved_at', 'resolved_by', 'final_pnl', 'error_account_at',
                                          'client_notified_at', 'severity_override_by')),
-                       ("loss_events", ('duty_due_at', 'regulatory_duty', 'report_due_at', 'reporting_route',
+                       ("loss_events", ('reported_by', 'reported_at', 'duty_due_at', 'regulatory_duty', 'report_due_at', 'reporting_route',
                                         'fx_rate', 'accounted_on', 'discovered_at'))):
         with op.batch_alter_table(name, schema=None) as batch_op:
             for c in cols:
