@@ -320,6 +320,7 @@ class PositionsOpsDock(QWidget):
             for view, model, header, order in (
                     (self.short_view, self.short_model, "Usage", Qt.SortOrder.DescendingOrder),
                     (self.npl_view, self.npl_model, "Uncovered", Qt.SortOrder.DescendingOrder),
+                    (self.coll_view, self.coll_model, "Days to due", Qt.SortOrder.AscendingOrder),
                     (self.opt_view, self.opt_model, "Days", Qt.SortOrder.AscendingOrder),
                     (self.near_view, self.near_model, "Days", Qt.SortOrder.AscendingOrder),
                     (self.client_view, self.client_model, "Short qty", Qt.SortOrder.DescendingOrder)):
