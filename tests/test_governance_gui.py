@@ -106,27 +106,33 @@ def _limit(store: Store, account_id: int) -> float:
 
 # ---------------------------------------------------------------------- approvals dock + dialog
 def test_approvals_dock_filters_and_badge(qtbot: Any, store: Store, runner: TaskRunner) -> None:
+    # requests 1–7 are the governance demo's; later demo seeds (e.g. a pending borrowing rule) add more,
+    # which the badge counts too but the filters below leave out
+    def gov(ids: list[int]) -> list[int]:
+        return [i for i in ids if i <= 7]
+
     dock = ApprovalsDock()
     qtbot.addWidget(dock)
     with qtbot.waitSignal(dock.pending_count_changed, timeout=WAIT) as badge:
         dock.set_context(store, USERS["sam"], runner)
-    assert badge.args == [3]
     dock.set_filter("to_approve")
-    assert dock.visible_ids() == [6, 5, 4]  # 3 waits for the CRO, not a supervisor
+    later = [i for i in dock.visible_ids() if i > 7]
+    assert badge.args == [3 + len(later)]
+    assert gov(dock.visible_ids()) == [6, 5, 4]  # 3 waits for the CRO, not a supervisor
     dock.set_filter("pending")
-    assert dock.visible_ids() == [6, 5, 4, 3]
+    assert gov(dock.visible_ids()) == [6, 5, 4, 3]
     dock.set_filter("history")
-    assert dock.visible_ids() == [7, 2, 1]
+    assert gov(dock.visible_ids()) == [7, 2, 1]
     dock.set_filter("mine")
     assert dock.visible_ids() == []
     cora = _approvals(qtbot, store, "cora", runner)
     cora.set_filter("to_approve")
-    assert cora.visible_ids() == [6, 5, 4, 3]
+    assert gov(cora.visible_ids()) == [6, 5, 4, 3]
     rita = _approvals(qtbot, store, "rita", runner)
     rita.set_filter("mine")
-    assert rita.visible_ids() == [6, 5, 4, 3]
+    assert gov(rita.visible_ids()) == [6, 5, 4, 3]
     rita.set_filter("to_approve")
-    assert rita.visible_ids() == []
+    assert gov(rita.visible_ids()) == []
 
 
 def test_sam_approves_request_4_then_cro_applies_it(qtbot: Any, store: Store, runner: TaskRunner) -> None:
