@@ -503,7 +503,7 @@ def cmd_check_server(args: argparse.Namespace) -> int:
         ensure_permissions(store)
     # the request loop gets the interpreter back within 0.5 ms when the writer threads hold it
     sys.setswitchinterval(0.0005)
-    server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes)
+    server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes, tune_gc=True)
     try:
         server.start()
     except zmq.ZMQError as e:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, text
 
 from models import schema as S
@@ -162,14 +163,18 @@ def save_decisions(store: Store, decisions: list[Decision]) -> None:
     from services.store import _bulk_raw
 
     sqlite = store.kind == "sqlite"
+    if sqlite:  # as SQLAlchemy stores them, formatted for the whole batch at once (no strftime per row)
+        us = np.round(np.fromiter((d.ts for d in decisions), float, len(decisions)) * 1e6).astype("datetime64[us]")
+        stamps: list[Any] = [t.replace("T", " ") for t in np.datetime_as_string(us, unit="us").tolist()]
+        days: list[Any] = [d.trading_day.isoformat() for d in decisions]
+    else:
+        stamps = [datetime.fromtimestamp(d.ts, UTC) for d in decisions]
+        days = [d.trading_day for d in decisions]
     rows = []
-    for d in decisions:
+    for d, ts, day in zip(decisions, stamps, days, strict=True):
         o = d.order
-        ts = datetime.fromtimestamp(d.ts, UTC)
-        rows.append((ts.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else ts,  # as SQLAlchemy stores it
-                     d.trading_day.isoformat() if sqlite else d.trading_day,
-                     o.client_order_id, o.account, o.trader, o.code, o.side, o.qty, d.price, d.notional, d.decision,
-                     json.dumps([r.as_json() for r in d.reasons]) if d.reasons else "[]", False))
+        rows.append((ts, day, o.client_order_id, o.account, o.trader, o.code, o.side, o.qty, d.price, d.notional,
+                     d.decision, json.dumps([r.as_json() for r in d.reasons]) if d.reasons else "[]", False))
     with store.begin() as conn:
         _bulk_raw(conn, _DECISION_SQL, rows, store.kind)
 
