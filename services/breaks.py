@@ -4,6 +4,10 @@
 that still shows it updates its values and last-seen time; one where it no longer appears resolves it
 ("matched in import #N"). Re-importing the same pair of files for the same day changes nothing
 (SHA-256 of both files). Breaks are then assigned, investigated and resolved with a root cause.
+
+Recording an import and working a break are for operations, risk officers, supervisors and the CRO
+(`WORK_ROLES`); a trader or an auditor is refused with a message naming their role. A plain string
+actor is the system (the headless `reconcile` job, a seed).
 """
 
 from __future__ import annotations
@@ -17,14 +21,31 @@ from sqlalchemy import insert, select, update
 
 from models import schema as S
 from services import audit
+from services.auth import ROLE_LABELS, User
 from services.recon import ReconResult, age_status
 from services.store import Store
 
 STATES = ("open", "assigned", "investigating", "resolved")
+WORK_ROLES = ("operations", "risk_officer", "supervisor", "cro")  # may import files and work breaks
+WHO_MAY = "Reconciliation and breaks are for " + ", ".join(ROLE_LABELS[r] for r in WORK_ROLES[:-1]) + \
+    f" or {ROLE_LABELS[WORK_ROLES[-1]]}"
 
 
 class BreakError(ValueError):
     """A break action that is not allowed; the message says why."""
+
+
+def may_work(user: User) -> bool:
+    return user.role in WORK_ROLES
+
+
+def actor(user: User | str, what: str) -> str:
+    """The login acting, or `BreakError` naming the user's role when it may not ``what``."""
+    if isinstance(user, User):
+        if not may_work(user):
+            raise BreakError(f"{user.login} ({user.role_label}) may not {what}: {WHO_MAY[0].lower()}{WHO_MAY[1:]}")
+        return user.login
+    return str(user)
 
 
 def sha256(path: str | Path) -> str:
@@ -36,8 +57,9 @@ def sha256(path: str | Path) -> str:
 
 
 def record_breaks(store: Store, result: ReconResult, ours: str | Path, theirs: str | Path,
-                  as_of: date | None = None, user: str = "system") -> tuple[int, bool]:
+                  as_of: date | None = None, user: User | str = "system") -> tuple[int, bool]:
     """(import id, True when new). The same files for the same day again: nothing changes."""
+    user = actor(user, "record reconciliation imports")
     as_of = as_of or date.today()
     now = datetime.now(UTC)
     so, st = sha256(ours), sha256(theirs)
@@ -92,20 +114,32 @@ def _item_date(as_of: date, age: int) -> date:
     return d.astype(date)  # type: ignore[no-any-return]
 
 
-def breaks(store: Store, status: str | None = None, as_of: date | None = None) -> list[dict[str, Any]]:
-    """Breaks with their age in business days and escalation status (today by default)."""
+def breaks(store: Store, status: str | None = None, as_of: date | None = None,
+           resolved_since: datetime | None = None, resolved_limit: int | None = None) -> list[dict[str, Any]]:
+    """Breaks with their age in business days and escalation status (today by default).
+
+    ``resolved_since`` / ``resolved_limit`` keep every unresolved break but only the resolved ones
+    resolved since then, at most that many, the most recently resolved first (the dock's view)."""
     import numpy as np
 
     from services.calendar import TradingCalendar, shipped_holidays
 
     t = S.recon_breaks
     q = select(t).order_by(t.c.item_date, t.c.id)
-    if status == "unresolved":
+    if status == "unresolved" or (status is None and (resolved_since or resolved_limit)):
         q = q.where(t.c.status != "resolved")
     elif status:
         q = q.where(t.c.status == status)
     with store.begin() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
+        if status is None and (resolved_since or resolved_limit):
+            rq = select(t).where(t.c.status == "resolved").order_by(t.c.resolved_at.desc(), t.c.id.desc())
+            if resolved_since is not None:
+                rq = rq.where(t.c.resolved_at >= resolved_since)
+            if resolved_limit is not None:
+                rq = rq.limit(resolved_limit)
+            rows += [dict(r._mapping) for r in conn.execute(rq)]
+            rows.sort(key=lambda r: (r["item_date"], r["id"]))
     if not rows:
         return []
     cal = TradingCalendar(d for d, _ in shipped_holidays())
@@ -117,7 +151,8 @@ def breaks(store: Store, status: str | None = None, as_of: date | None = None) -
     return rows
 
 
-def _move(store: Store, break_id: int, user: str, allowed: tuple[str, ...], **values: Any) -> None:
+def _move(store: Store, break_id: int, user: User | str, allowed: tuple[str, ...], **values: Any) -> None:
+    login = actor(user, "work reconciliation breaks")
     t = S.recon_breaks
     with store.begin() as conn:
         r = conn.execute(select(t.c.status).where(t.c.id == break_id)).first()
@@ -126,23 +161,24 @@ def _move(store: Store, break_id: int, user: str, allowed: tuple[str, ...], **va
         if r.status not in allowed:
             raise BreakError(f"break {break_id} is {r.status}")
         conn.execute(update(t).where(t.c.id == break_id).values(version=t.c.version + 1, **values))
-        audit.append(conn, store.kind, user, str(values["status"]), "recon_breaks", str(break_id), before=r.status,
+        audit.append(conn, store.kind, login, str(values["status"]), "recon_breaks", str(break_id), before=r.status,
                      after=", ".join(f"{k}={v}" for k, v in values.items() if k in ("status", "assignee", "root_cause")))
 
 
-def assign(store: Store, break_id: int, assignee: str, user: str) -> None:
+def assign(store: Store, break_id: int, assignee: str, user: User | str) -> None:
     if not assignee.strip():
         raise BreakError("name who the break is assigned to")
     _move(store, break_id, user, ("open", "assigned", "investigating"), status="assigned", assignee=assignee.strip())
 
 
-def investigate(store: Store, break_id: int, user: str) -> None:
+def investigate(store: Store, break_id: int, user: User | str) -> None:
     _move(store, break_id, user, ("open", "assigned"), status="investigating")
 
 
-def resolve(store: Store, break_id: int, user: str, root_cause: str, resolution: str) -> None:
+def resolve(store: Store, break_id: int, user: User | str, root_cause: str, resolution: str) -> None:
+    login = actor(user, "work reconciliation breaks")
     if not root_cause.strip():
         raise BreakError("a resolved break needs its root cause")
     _move(store, break_id, user, ("open", "assigned", "investigating"), status="resolved",
-          root_cause=root_cause.strip(), resolution=resolution.strip(), resolved_by=user,
+          root_cause=root_cause.strip(), resolution=resolution.strip(), resolved_by=login,
           resolved_at=datetime.now(UTC))

@@ -148,9 +148,21 @@ def _utc(v: Any) -> datetime | None:
     return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
+def may_write(user: User) -> bool:
+    return user.role in WRITE_ROLES
+
+
+def who_may_write() -> str:
+    """Tooltip wording for a role that may not: who may."""
+    from services.auth import ROLE_LABELS
+
+    names = [ROLE_LABELS[r] for r in WRITE_ROLES]
+    return f"Logging and working incidents is for {', '.join(names[:-1])} or {names[-1]}"
+
+
 def _may_write(user: User | str) -> str:
     if isinstance(user, User):
-        if user.role not in WRITE_ROLES:
+        if not may_write(user):
             raise IncidentError(f"{user.login} ({user.role_label}) may not change incidents")
         return user.login
     return str(user)
@@ -410,7 +422,41 @@ def detail(store: Store, inc_id: int, now: datetime | None = None) -> dict[str, 
         d["actions"] = actions.actions(conn, source_kind="incident", source_id=inc_id, today=now.date())
         d["blockers"] = close_blockers(conn, r)
         d["escalation"] = escalation(conn, d["severity"]) if d["severity"] else []
+        d["loss_events"] = loss_events_of(conn, inc_id)
     return d
+
+
+def loss_events_of(conn: Connection, inc_id: int) -> list[dict[str, Any]]:
+    """The loss events recorded against an incident (net in HKD at the rate when recorded), oldest first."""
+    t = S.loss_events
+    out = []
+    for r in conn.execute(select(t.c.id, t.c.event_type, t.c.discovered_on, t.c.gross_loss, t.c.recoveries,
+                                 t.c.currency, t.c.fx_rate, t.c.near_miss, t.c.reporting_route)
+                          .where(t.c.incident_id == inc_id).order_by(t.c.discovered_on, t.c.id)):
+        d = dict(r._mapping)
+        d["net_hkd"] = (float(r.gross_loss) - float(r.recoveries)) * float(r.fx_rate or 1.0)
+        out.append(d)
+    return out
+
+
+LINKABLE_DAYS = 90  # a loss event may be linked to an open incident or one closed in the last 90 days
+
+
+def linkable(conn: Connection, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Incidents a loss event can be recorded against: open ones and recently closed ones, newest first."""
+    now = now or datetime.now(UTC)
+    t = S.incidents
+    q = (select(t.c.id, t.c.title, t.c.severity, t.c.state, t.c.detected_at)
+         .where((t.c.state != "closed") | (t.c.closed_at >= now - timedelta(days=LINKABLE_DAYS)))
+         .order_by(t.c.detected_at.desc(), t.c.id.desc()).limit(500))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def label(r: dict[str, Any] | Any) -> str:
+    """``#12 SEV-2 Order router outage (closed)`` — an incident in a picker or a register cell."""
+    m = r if isinstance(r, dict) else dict(r._mapping)
+    sev = f" SEV-{m['severity']}" if m.get("severity") else ""
+    return f"#{m['id']}{sev} {m['title']}" + (f" ({STATE_LABELS[m['state']].lower()})" if m.get("state") else "")
 
 
 def escalation(conn: Connection, severity: int) -> list[dict[str, Any]]:

@@ -231,13 +231,23 @@ def record_loss_event(store: Store, user: User, inp: LossEventInput, now: dateti
     with store.begin() as conn:
         fx = fx_rates(conn)
         validate(inp, fx, now)
+        link = _incident_link(conn, inp.incident_id)
         a = assess(inp, matrix_rules(conn), fx)
         row = _row(inp, a, user.login, now)
         new_id = int(conn.execute(insert(S.loss_events).values(**row).returning(S.loss_events.c.id)).scalar_one())
         audit.append(conn, store.kind, user.login, "record", "loss_events", str(new_id), "",
                      f"{inp.event_type} · {inp.business_line} · gross {inp.gross_loss:,.2f} {inp.currency} · "
-                     f"{a.route.text} · duty: {duty_text(a.duties)}")
+                     f"{a.route.text} · duty: {duty_text(a.duties)}{link}")
     return new_id
+
+
+def _incident_link(conn: Connection, incident_id: int | None) -> str:
+    """`` · incident #12`` for the audit text, or `LossEventError` on the Incident field if it does not exist."""
+    if incident_id is None:
+        return ""
+    if conn.execute(select(S.incidents.c.id).where(S.incidents.c.id == int(incident_id))).first() is None:
+        raise LossEventError("Incident", f"#{incident_id} does not exist")
+    return f" · incident #{int(incident_id)}"
 
 
 def _row(inp: LossEventInput, a: Assessment, actor: str, now: datetime) -> dict[str, Any]:
@@ -410,6 +420,7 @@ class LossEventsSnapshot:
     trend: pd.DataFrame
     may_record: bool
     may_request: bool
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # the form's picker: open and recent
 
 
 def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEventsSnapshot:
@@ -417,14 +428,22 @@ def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEv
     today = today or datetime.now(HK_TZ).date()
     now = datetime.now(UTC)
     df = events_frame(store)
+    from services import incidents as inc
+
     with store.begin() as conn:
         rules, fx, pending = matrix_rules(conn), fx_rates(conn), pending_rule_requests(conn)
         acts = open_actions(conn)
+        linkable = inc.linkable(conn, now)
+        ids = {int(i) for i in df["incident_id"].dropna().tolist()}
+        titles = {int(r.id): inc.label(r) for r in conn.execute(
+            select(S.incidents.c.id, S.incidents.c.title, S.incidents.c.severity, S.incidents.c.state)
+            .where(S.incidents.c.id.in_(ids)))} if ids else {}
     plain = df.drop(columns=["month"]).astype(object)
     events = plain.where(plain.notna(), None).to_dict("records")  # no NaT / NaN for the GUI
     for e in events:
         e["near_miss"] = bool(e["near_miss"])
         e["actions"] = acts.get(int(e["id"]), "")
+        e["incident"] = titles.get(int(e["incident_id"]), "") if e["incident_id"] is not None else ""
         for k in ("discovered_at", "report_due_at", "duty_due_at", "created_at", "reported_at"):
             if isinstance(e[k], pd.Timestamp):
                 e[k] = e[k].to_pydatetime()
@@ -432,7 +451,7 @@ def load_snapshot(store: Store, user: User, today: date | None = None) -> LossEv
     return LossEventsSnapshot(
         events, rules, fx, pending, breakdown(df, "event_type", EVENT_TYPES),
         breakdown(df, "business_line"), breakdown(df, "cause", CAUSES), monthly_trend(df, today),
-        may_record(user), permitted(store, user, "request", RULE_KIND))
+        may_record(user), permitted(store, user, "request", RULE_KIND), linkable)
 
 
 # ---------------------------------------------------------------------- demo

@@ -18,14 +18,15 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from models import schema as S
 from services import audit, breaks, recon
+from services.auth import User
 from services.recon import COLUMNS, KINDS, ReconError, ReconResult
 from services.store import Store
 
@@ -164,10 +165,12 @@ def inspect_files(store: Store, kind: str, source: str, ours: str, theirs: str) 
     return out
 
 
-def run_import(store: Store, user: str, kind: str, source: str, ours: str, theirs: str, as_of: date,
+def run_import(store: Store, user: User | str, kind: str, source: str, ours: str, theirs: str, as_of: date,
                mapping_ours: dict[str, str], mapping_theirs: dict[str, str],
                progress: Callable[[float, str], None] | None = None) -> ReconRun:
-    """Read, match and record one pair of files; save both mappings once they have read a file."""
+    """Read, match and record one pair of files; save both mappings once they have read a file.
+    Refused (`breaks.BreakError` naming the role) before any file is read for a role that may not."""
+    user = breaks.actor(user, "import reconciliation files")
     if kind not in KINDS:
         raise ReconError(f"unknown reconciliation kind {kind!r}: one of {', '.join(KINDS)}")
     source = source.strip()
@@ -201,6 +204,10 @@ def _renames(mapping: dict[str, str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- what the dock shows
+RESOLVED_DAYS = 30  # the dock shows every unresolved break and the breaks resolved in the last 30 days…
+RESOLVED_LIMIT = 2000  # …at most this many of them (the most recently resolved)
+
+
 @dataclass
 class BreaksView:
     breaks: list[dict[str, Any]]
@@ -208,13 +215,29 @@ class BreaksView:
     users: list[str]
     sources: dict[str, list[str]]  # kind → saved counterparty sources
     as_of: date
+    resolved_days: int = RESOLVED_DAYS
+    resolved_shown: int = 0
+    resolved_total: int = 0
+
+    @property
+    def resolved_text(self) -> str:
+        """What the view leaves out, in the desk's words."""
+        text = f"showing resolved breaks of the last {self.resolved_days} days"
+        if self.resolved_shown < self.resolved_total:
+            text += f" ({self.resolved_shown:,} of {self.resolved_total:,} resolved in all)"
+        return text
 
 
-def load_view(store: Store, as_of: date | None = None) -> BreaksView:
-    """Every break (aged to ``as_of``), the last imports, who can be assigned, the saved sources."""
+def load_view(store: Store, as_of: date | None = None, resolved_days: int = RESOLVED_DAYS,
+              resolved_limit: int = RESOLVED_LIMIT) -> BreaksView:
+    """Every unresolved break and the recently resolved ones (aged to ``as_of``), the last imports, who
+    can be assigned, the saved sources. Years of resolved breaks are not read into the dock."""
     as_of = as_of or date.today()
-    rows = breaks.breaks(store, None, as_of)
+    since = datetime.combine(as_of - timedelta(days=resolved_days), time(), UTC)
+    rows = breaks.breaks(store, None, as_of, resolved_since=since, resolved_limit=resolved_limit)
     with store.begin() as conn:
+        total = int(conn.execute(select(func.count()).select_from(S.recon_breaks)
+                                 .where(S.recon_breaks.c.status == "resolved")).scalar_one())
         imps = [dict(r._mapping) for r in conn.execute(
             select(S.recon_imports).order_by(S.recon_imports.c.id.desc()).limit(50))]
         users = [str(u) for u in conn.execute(select(S.users.c.login).where(
@@ -224,7 +247,8 @@ def load_view(store: Store, as_of: date | None = None) -> BreaksView:
         for name, kind in conn.execute(select(S.recon_sources.c.name, S.recon_sources.c.kind)
                                        .where(S.recon_sources.c.name != OURS).order_by(S.recon_sources.c.name)):
             srcs.setdefault(str(kind), []).append(str(name))
-    return BreaksView(rows, imps, users, srcs, as_of)
+    shown = sum(1 for r in rows if r["status"] == "resolved")
+    return BreaksView(rows, imps, users, srcs, as_of, resolved_days, shown, total)
 
 
 # ---------------------------------------------------------------------- demo
@@ -301,6 +325,6 @@ def seed_demo_recon(store: Store, as_of: date | None = None, seed: int = 7) -> i
     return made
 
 
-__all__ = ["KIND_LABELS", "OURS", "BreaksView", "ReconRun", "file_columns", "guess_mapping", "inspect_files",
+__all__ = ["KIND_LABELS", "OURS", "RESOLVED_DAYS", "RESOLVED_LIMIT", "BreaksView", "ReconRun", "file_columns", "guess_mapping", "inspect_files",
            "load_view", "mapping_of", "missing", "needed", "run_import", "save_mapping", "seed_demo_recon",
            "sources"]

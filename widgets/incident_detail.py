@@ -1,5 +1,7 @@
 """The selected incident in the incidents dock: triage, commander, lifecycle buttons, escalation list,
-notes and root cause, the post-incident review, its corrective actions and its timeline.
+notes and root cause, the post-incident review, its corrective actions, its timeline and the loss
+events recorded against it (Loss events dock). Roles that may not change incidents see the write
+buttons disabled with a tooltip saying who may.
 
 The panel shows what `services.incidents.detail` returned and writes through the task runner; after
 a write it emits `changed(incident id)` and the dock reads the list and the incident again. Refusals
@@ -93,6 +95,7 @@ class IncidentDetail(QWidget):
         self.tabs.addTab(self._analysis_tab(), "Notes and root cause")
         self.tabs.addTab(self._review_tab(), "Review and actions")
         self.tabs.addTab(self._timeline_tab(), "Timeline")
+        self.tabs.addTab(self._losses_tab(), "Loss events")
         lay.addWidget(self.tabs, 1)
         self.show_incident(None, [])
 
@@ -245,9 +248,25 @@ class IncidentDetail(QWidget):
         v.addWidget(self.events_view)
         return w
 
+    def _losses_tab(self) -> QWidget:
+        w = QWidget()
+        v = QVBoxLayout(w)
+        v.setContentsMargins(6, 6, 6, 6)
+        self.losses_caption = _caption("Loss events recorded against this incident (record them in Loss events)")
+        v.addWidget(self.losses_caption)
+        self.losses_model = RecordTableModel([
+            Field("ID", "id", "number", fmt=lambda x: str(int(x))), Field("Discovered", "discovered_on"),
+            Field("Event type", "event_type"), Field("Net HKD", "net_hkd", "number", fmt=lambda x: f"{x:,.2f}"),
+            Field("Gross", "gross_loss", "number", fmt=lambda x: f"{x:,.2f}"), Field("Ccy", "currency"),
+            Field("Near miss", "near_miss_text"), Field("Route", "reporting_route")], self)
+        self.losses_view = make_table(self.losses_model)
+        v.addWidget(self.losses_view, 1)
+        return w
+
     # ------------------------------------------------------------------ showing
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
+        self._update_buttons()
 
     def set_users(self, users: list[str]) -> None:
         for box in (self.commander_box, self.action_owner):
@@ -268,7 +287,7 @@ class IncidentDetail(QWidget):
         if d is None:
             self.title.setText("Select an incident, or log a new one")
             self.facts.setText("")
-            for m in (self.escalation_model, self.actions_model, self.events_model):
+            for m in (self.escalation_model, self.actions_model, self.events_model, self.losses_model):
                 m.set_records([])
             self.blockers.setText("")
             self._update_buttons()
@@ -294,7 +313,15 @@ class IncidentDetail(QWidget):
                                          "status_text": STATUS_LABELS[a["status"]]} for a in d["actions"]])
         self.events_model.set_records([{**e, "state_text": STATE_LABELS.get(e["state"], e["state"])}
                                        for e in d["events"]])
-        for view, rows in ((self.actions_view, d["actions"]), (self.events_view, d["events"])):
+        losses = d.get("loss_events", [])
+        self.losses_model.set_records([{**x, "near_miss_text": "near miss" if x["near_miss"] else ""} for x in losses])
+        total = sum(x["net_hkd"] for x in losses)
+        self.tabs.setTabText(4, f"Loss events ({len(losses)})" if losses else "Loss events")
+        self.losses_caption.setText(f"{len(losses)} loss event{'s' if len(losses) != 1 else ''}, net "
+                                    f"{total:,.2f} HKD" if losses else
+                                    "No loss event recorded against this incident (record them in Loss events)")
+        for view, rows in ((self.actions_view, d["actions"]), (self.events_view, d["events"]),
+                           (self.losses_view, losses)):
             if rows and view not in self._fitted_views:
                 fit_columns(view, 300)
                 self._fitted_views.add(view)
@@ -333,7 +360,8 @@ class IncidentDetail(QWidget):
 
     def _update_buttons(self) -> None:
         d = self.incident
-        live = d is not None and d["state"] != "closed" and not self.busy
+        may = self.user is not None and incidents.may_write(self.user)
+        live = d is not None and d["state"] != "closed" and not self.busy and may
         nxt = NEXT[d["state"]] if d is not None else ()
         for s, b in self.state_buttons.items():
             b.setEnabled(live and s in nxt)
@@ -352,6 +380,13 @@ class IncidentDetail(QWidget):
         self.review_button.setToolTip("" if self.review_button.isEnabled() else
                                       "the review is written once the incident is recovering")
         self.root_cause_button.setEnabled(live and not self.root_cause.problem())
+        if self.user is not None and not may:
+            for b in self._write_buttons():
+                b.setToolTip(incidents.who_may_write())
+
+    def _write_buttons(self) -> list[QPushButton]:
+        return [self.triage_button, self.commander_button, *self.state_buttons.values(), self.close_button,
+                self.notes_button, self.root_cause_button, self.review_button, self.add_action_button]
 
     def _root_cause_edited(self) -> None:
         why = "" if self.root_cause.is_blank() else self.root_cause.problem()

@@ -246,6 +246,9 @@ class IncidentsDock(QWidget):
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
         self.detail.set_context(store, user, tasks)
+        may = incidents.may_write(user)
+        self.new_button.setEnabled(may)
+        self.new_button.setToolTip("log a detected incident" if may else incidents.who_may_write())
         self.timer.start()
         self.refresh()
 

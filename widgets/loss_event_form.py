@@ -5,6 +5,9 @@ The route and duty come from the same pure functions the service stores them wit
 (`services.loss_events.assess`), over the matrix and FX rates of the dock's last read, so what the
 form shows is what gets recorded unless the matrix changes in between (the service re-reads it in
 the saving transaction). Saving runs on the task runner; ``recorded(id)`` follows.
+
+An optional incident picker (open incidents and those closed in the last 90 days) links the loss to
+the incident it came from; the register and the incident's detail then show the link.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from services import incidents as inc
 from services import loss_events as le
 from services.calendar import HK_TZ
 from widgets.records import WARN_COLOUR, error_text, hk_time, set_tone
@@ -100,6 +104,10 @@ class LossEventForm(QWidget):
         self.currency = QComboBox()
         self.currency.addItem("HKD")
         self.near_miss = QCheckBox("Near miss (no loss)")
+        self.incident = QComboBox()
+        self.incident.setToolTip("the incident the loss came from (open or closed in the last "
+                                 f"{inc.LINKABLE_DAYS} days); optional")
+        self.incident.addItem("— none —", None)
         self.description = QPlainTextEdit()
         self.description.setPlaceholderText("What happened, how it was found")
         self.description.setMaximumHeight(70)
@@ -120,6 +128,7 @@ class LossEventForm(QWidget):
         left.addRow("Gross loss", money_row)
         left.addRow("Recoveries", self.recoveries)
         left.addRow("", self.near_miss)
+        left.addRow("Incident", self.incident)
         left.addRow("Description", self.description)
         outer.addLayout(left, 3)
         right = QVBoxLayout()
@@ -178,9 +187,13 @@ class LossEventForm(QWidget):
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
 
-    def set_reference(self, rules: list[dict[str, Any]], fx: dict[str, float], may_record: bool) -> None:
-        """The matrix and FX rates of the dock's last read (the live route / duty preview uses them)."""
+    def set_reference(self, rules: list[dict[str, Any]], fx: dict[str, float], may_record: bool,
+                      incidents: list[dict[str, Any]] | None = None) -> None:
+        """The matrix and FX rates of the dock's last read (the live route / duty preview uses them) and
+        the incidents a loss can be linked to."""
         self.rules, self.fx, self.may_record = rules, fx, may_record
+        if incidents is not None:
+            self.set_incidents(incidents)
         cur = self.currency.currentText()
         self.currency.blockSignals(True)
         self.currency.clear()
@@ -188,6 +201,18 @@ class LossEventForm(QWidget):
         self.currency.setCurrentText(cur if cur in fx else "HKD")
         self.currency.blockSignals(False)
         self._update()
+
+    def set_incidents(self, incidents: list[dict[str, Any]]) -> None:
+        """Fill the picker (keeping the chosen incident when it is still listed)."""
+        keep = self.incident.currentData()
+        self.incident.blockSignals(True)
+        self.incident.clear()
+        self.incident.addItem("— none —", None)
+        for r in incidents:
+            self.incident.addItem(inc.label(r), int(r["id"]))
+        i = self.incident.findData(keep) if keep is not None else 0
+        self.incident.setCurrentIndex(max(i, 0))
+        self.incident.blockSignals(False)
 
     def _near_miss_toggled(self, on: bool) -> None:
         if on:
@@ -212,7 +237,7 @@ class LossEventForm(QWidget):
             near_miss=self.near_miss.isChecked(),
             accounted_on=_pydate(self.accounted.date()) if self.accounted_on.isChecked() else None,
             resolved_on=_pydate(self.resolved.date()) if self.resolved_on.isChecked() else None,
-            description=self.description.toPlainText())
+            description=self.description.toPlainText(), incident_id=self.incident.currentData())
 
     def check(self) -> tuple[le.LossEventInput | None, le.Assessment | None, str]:
         """(input, assessment, '') when it can be recorded, else what is wrong (naming the field);
@@ -273,6 +298,7 @@ class LossEventForm(QWidget):
             self.gross.clear()
             self.recoveries.clear()
             self.description.clear()
+            self.incident.setCurrentIndex(0)
             self.hints = False
             self._update()
             set_tone(self.message, f"Loss event #{new_id} recorded — {_a.route.text if _a else ''}", "ok")

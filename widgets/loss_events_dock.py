@@ -68,6 +68,7 @@ FIELDS = [
     Field("Regulatory duty", "regulatory_duty", foreground=lambda v: OVERDUE_TEXT if v not in ("", "none") else None),
     Field("Cause", "cause"),
     Field("Actions", "actions", tooltip="corrective actions opened for the event"),
+    Field("Incident", "incident", tooltip="the incident the loss came from (Incidents dock)"),
     Field("Gross", "gross_loss", "number"),
     Field("Recoveries", "recoveries", "number"),
     Field("Net", "net_loss", "number"),
@@ -209,7 +210,7 @@ class LossEventsDock(QWidget):
         if first and events:
             fit_columns(self.view, 230)
             self.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)  # newest discovery first
-        self.form.set_reference(snap.rules, snap.fx, snap.may_record)
+        self.form.set_reference(snap.rules, snap.fx, snap.may_record, snap.incidents)
         self.action_button.setEnabled(snap.may_record)
         self._show_detail()
         late = sum(1 for e in snap.events if e["report_state"] == "overdue")

@@ -225,6 +225,7 @@ class BreakActions(QWidget):
 
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
+        self.update_state()
 
     def set_users(self, users: list[str]) -> None:
         current = self.assignee_box.currentText()
@@ -241,11 +242,15 @@ class BreakActions(QWidget):
         else:
             self.target.setText(f"Break #{b['id']} · {b['kind']} {b['key']} · {TYPE_TEXT.get(b['type'], b['type'])} "
                                 f"{b['field']} · {b['age_days']} business days ({b['escalation']}) · {b['status']}")
-        idle = not self.busy and self.user is not None
+        may = self.user is not None and B.may_work(self.user)
+        idle = not self.busy and may
         self.assign_button.setEnabled(idle and open_)
         self.investigate_button.setEnabled(idle and open_ and b is not None and b["status"] in ("open", "assigned"))
         self.resolve_button.setEnabled(idle and open_ and bool(self.root_cause_edit.text().strip()))
         self.resolve_button.setToolTip("" if self.root_cause_edit.text().strip() else "give the root cause first")
+        if self.user is not None and not may:
+            for button in (self.assign_button, self.investigate_button, self.resolve_button):
+                button.setToolTip(B.WHO_MAY)
 
     def _run(self, fn: Callable[..., Any], *args: Any, ok: str) -> None:
         if self.tasks is None or self.busy:
@@ -275,13 +280,13 @@ class BreakActions(QWidget):
         if not who:
             set_tone(self.message, "Assign to: name who works the break", "error")
             return
-        self._run(B.assign, self.store, int(b["id"]), who, self.user.login, ok=f"Break #{b['id']} assigned to {who}")
+        self._run(B.assign, self.store, int(b["id"]), who, self.user, ok=f"Break #{b['id']} assigned to {who}")
 
     def investigate(self) -> None:
         b = self.selected()
         if b is None or self.user is None:
             return
-        self._run(B.investigate, self.store, int(b["id"]), self.user.login, ok=f"Break #{b['id']} under investigation")
+        self._run(B.investigate, self.store, int(b["id"]), self.user, ok=f"Break #{b['id']} under investigation")
 
     def resolve(self) -> None:
         b = self.selected()
@@ -294,7 +299,7 @@ class BreakActions(QWidget):
         resolution = self.resolution_edit.text().strip()
         self.root_cause_edit.clear()
         self.resolution_edit.clear()
-        self._run(B.resolve, self.store, int(b["id"]), self.user.login, cause, resolution,
+        self._run(B.resolve, self.store, int(b["id"]), self.user, cause, resolution,
                   ok=f"Break #{b['id']} resolved: {cause}")
 
 

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from services.auth import User
+from services.breaks import WHO_MAY, BreakError, may_work
 from services.recon import KINDS, ReconError
 from services.recon_sources import KIND_LABELS, BreaksView, ReconRun, inspect_files, load_view, run_import
 from widgets.recon_breaks import BreakActions, BreaksTable
@@ -46,7 +47,7 @@ FILE_FILTER = "Records (*.csv *.xlsx)"
 SIDES = ("ours", "theirs")
 
 
-def _recon_task(store: Store, user: str, kind: str, source: str, ours: str, theirs: str, as_of: date,
+def _recon_task(store: Store, user: User | str, kind: str, source: str, ours: str, theirs: str, as_of: date,
                 m_ours: dict[str, str], m_theirs: dict[str, str], task: Task) -> ReconRun:
     def progress(fraction: float, text: str) -> None:
         if fraction <= 0.8:  # Cancel stops before the breaks are recorded, never half-way
@@ -160,6 +161,7 @@ class ReconDock(QWidget):
     def set_context(self, store: Store, user: User, tasks: TaskRunner) -> None:
         self.store, self.user, self.tasks = store, user, tasks
         self.break_actions.set_context(store, user, tasks)
+        self._busy(False, "")
         self.refresh()
 
     def refresh(self) -> None:
@@ -184,7 +186,8 @@ class ReconDock(QWidget):
         unresolved = [b for b in v.breaks if b["status"] != "resolved"]
         aged = sum(1 for b in unresolved if b["age_days"] >= 6)
         self.counts.setText(f"<b>{len(unresolved):,} unresolved breaks</b> · <span style='color:#f85149'>"
-                            f"{aged:,} critical (6+ business days)</span> · {len(v.imports):,} imports")
+                            f"{aged:,} critical (6+ business days)</span> · {len(v.imports):,} imports · "
+                            f"<span style='color:#8b949e'>{v.resolved_text}</span>")
         self.tabs.setTabText(1, f"Aged breaks ({sum(1 for b in unresolved if b['age_days'] >= 2)})")
         self.break_actions.update_state()
         self.loaded.emit()
@@ -299,7 +302,7 @@ class ReconDock(QWidget):
         assert self.tasks is not None and self.user is not None
         p = self._pending
         self.progress.setFormat("Matching…")
-        self._job = self.tasks.run(_recon_task, self.store, self.user.login, p["kind"], p["source"],
+        self._job = self.tasks.run(_recon_task, self.store, self.user, p["kind"], p["source"],
                                    p["paths"]["ours"], p["paths"]["theirs"], p["as_of"], p["mappings"]["ours"],
                                    p["mappings"]["theirs"], on_done=self._done, on_error=self._failed,
                                    on_progress=self._progress, name="reconcile")
@@ -318,7 +321,7 @@ class ReconDock(QWidget):
 
     def _failed(self, e: BaseException) -> None:
         self._job = None
-        text = str(e) if isinstance(e, ReconError) else error_text(e)
+        text = str(e) if isinstance(e, ReconError | BreakError) else error_text(e)
         self._busy(False, "")
         self._say(text, "error")
         self.failed.emit(text)
@@ -336,8 +339,12 @@ class ReconDock(QWidget):
         self.progress.setVisible(on)
         self.progress.setValue(0)
         self.progress.setFormat(text)
-        self.run_button.setEnabled(not on)
-        self.columns_button.setEnabled(not on)
+        may = self.user is not None and may_work(self.user)
+        self.run_button.setEnabled(not on and may)
+        self.columns_button.setEnabled(not on and may)
+        for b, tip in ((self.run_button, "match the two files and record the breaks"),
+                       (self.columns_button, "review or change how each file's columns map to ours")):
+            b.setToolTip(tip if may or self.user is None else WHO_MAY)
         self.cancel_button.setEnabled(on)
         if on:
             self.result.setVisible(False)
