@@ -1115,11 +1115,18 @@ liquidation_orders = Table(
     Column("cancelled_by", String(64)),
     Column("cancelled_at", DateTime(timezone=True)),
     Column("cancel_reason", Text),
+    # fills recorded from dealing (issue 8, call close): shares sold so far and their proceeds (security currency)
+    Column("filled_qty", Float, nullable=False, server_default="0"),
+    Column("fill_value", Float, nullable=False, server_default="0"),
+    Column("filled_at", DateTime(timezone=True)),
+    Column("filled_by", String(64)),
     _version(),
     CheckConstraint("qty > 0", name="qty_positive"),
     CheckConstraint("order_type in ('market', 'limit')", name="order_type_known"),
     CheckConstraint("order_type = 'market' or limit_price > 0", name="limit_price_given"),
-    CheckConstraint("state in ('proposed', 'confirmed', 'cancelled', 'sent')", name="state_known"),
+    CheckConstraint("state in ('proposed', 'confirmed', 'cancelled', 'sent', 'partly filled', 'filled')",
+                    name="state_known"),
+    CheckConstraint("filled_qty >= 0 and filled_qty <= qty", name="filled_within_qty"),
 )
 liquidation_auto_runs = Table(  # automatic liquidation handled this call on this day (at most once)
     "liquidation_auto_runs", metadata,

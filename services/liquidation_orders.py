@@ -40,7 +40,7 @@ from services.margin import MarginEngine
 from services.store import Store
 
 PERMISSION_KIND = "liquidation"
-OUTSTANDING = ("confirmed", "sent")
+OUTSTANDING = ("confirmed", "sent", "partly filled")  # what is not yet filled stays reserved
 BATCH_PARAMETER = "batch_liquidation_enabled"
 AUTO_ENABLED = "auto_liquidation_enabled"
 AUTO_TIME = "auto_liquidation_time"
@@ -123,7 +123,7 @@ def _reserved(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         by = out.setdefault(r["account"], {})
-        by[r["code"]] = by.get(r["code"], 0.0) + float(r["qty"])
+        by[r["code"]] = by.get(r["code"], 0.0) + float(r["qty"]) - float(r.get("filled_qty") or 0.0)
     return out
 
 
@@ -251,8 +251,8 @@ def cancel(store: Store, user: User, order_id: int, reason: str, now: datetime |
         r = conn.execute(select(t).where(t.c.id == order_id)).first()
         if r is None:
             raise LiquidationError(f"order #{order_id} does not exist")
-        if r.state == "cancelled":
-            raise LiquidationError(f"order #{order_id} is already cancelled")
+        if r.state in ("cancelled", "filled"):
+            raise LiquidationError(f"order #{order_id} is already {r.state}")
         done = conn.execute(update(t).where(t.c.id == order_id, t.c.version == r.version).values(
             state="cancelled", cancelled_by=user.login, cancelled_at=now or datetime.now(UTC), cancel_reason=reason,
             version=t.c.version + 1)).rowcount

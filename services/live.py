@@ -115,6 +115,7 @@ class LiveMonitor:
         self._writer: threading.Thread | None = None
         self._persist = persist_calls and store is not None
         self.writer_errors: deque[str] = deque(maxlen=20)
+        self.write_failures = 0  # how many writer batches failed (a caller waiting on its write compares)
         self._last_amount_flush = 0.0
         # publish time of the oldest tick applied but not yet taken by the GUI, and the observed
         # tick → take latencies (seconds) for the gui.tick_to_row benchmark and the feed dock
@@ -128,7 +129,8 @@ class LiveMonitor:
         if self._persist and book.acct_ids is not None:
             assert store is not None
             self._repo = CallRepository(store, book.acct_ids)
-            self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())})
+            self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())},
+                                 local_date(clock()))
         # the first recalculation can open thousands of calls: they wait in the writer's queue and are
         # stored once `start()` runs the writer, instead of blocking construction on the database
         first = self.tracker.update(self.engine, np.arange(book.n_acct), clock())
@@ -272,7 +274,8 @@ class LiveMonitor:
                 self.tracker.resize(book.n_acct)
             if self._repo is not None and book.acct_ids is not None:
                 self._repo.acct_ids = book.acct_ids
-                self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())})
+                self._repo.load_open(self.tracker, {int(x): i for i, x in enumerate(book.acct_ids.tolist())},
+                                     local_date(now))
             self._init_book_state(book)
             events = self.tracker.update(self.engine, np.arange(book.n_acct), self.clock())
             self.last_recalc = self.clock()
@@ -437,6 +440,7 @@ class LiveMonitor:
                 self._repo.write_amounts(*item[1])
         except Exception as e:  # the store may be briefly unreachable; the next events carry on
             log.exception("writing margin-call events failed")
+            self.write_failures += 1
             self.writer_errors.append(f"{time.strftime('%H:%M:%S')} {e}")
 
     def flush_writes(self, timeout: float = 10.0) -> bool:
@@ -446,6 +450,62 @@ class LiveMonitor:
         done = threading.Event()
         self._writer_q.put(("flush", done))
         return done.wait(timeout)
+
+    # ------------------------------------------------------------------ ending a call by hand or by liquidation
+    def close_call(self, account_index: int, user: Any, remark: str, reason: str = "closed") -> CallEvent:
+        """End the account's open call (RISK_METHODS §2): ``closed`` by hand with a remark, or
+        ``liquidated`` when its liquidation orders are all filled. The end snapshot and the event go
+        through the writer like every call event, with an audit record naming the user and the remark;
+        returns once they are stored (raises when storing failed: the monitor has closed it already).
+
+        Refused (CallCloseError) without a remark, for a reason other than closed / liquidated, or when
+        the account has no open call; AuthError for a role that may not close calls (traders)."""
+        from services import call_close
+
+        remark = call_close.check_close(self.store, user, remark, reason)
+        now = self.clock()
+        with self.lock:
+            a = int(account_index)
+            if not (0 <= a < self.tracker.open.shape[0]) or not self.tracker.open[a]:
+                code = self.engine.book.acct_codes[a] if 0 <= a < self.engine.book.n_acct else f"#{a}"
+                raise call_close.CallCloseError(f"{code} has no open margin call (it may have just been met)")
+            ev = self.tracker.close(self.engine, a, now, reason, remark, actor=user.login)
+            self._changed[a] = True
+            failures = self.write_failures
+        self._handle_events([ev])
+        if self._writer is not None:
+            self.flush_writes()
+        if self.write_failures != failures:
+            raise call_close.CallCloseError(
+                f"the call is closed here but storing it failed: {self.writer_errors[-1] if self.writer_errors else '?'}")
+        return ev
+
+    def apply_fill(self, account: str, code: str, qty_sold: float, proceeds: float) -> dict[str, Any]:
+        """A liquidation sale stored in the store: the engine's position falls by ``qty_sold`` and the
+        cash in the security's currency rises by ``proceeds`` at once (as the check service's fill), the
+        call lifecycle follows (a sale that brings E ≥ MM ends the call as met). Returns the account's
+        margin after it, with ``call_open``."""
+        b = self.engine.book
+        a, s = b.acct_index.get(account), b.sec_index.get(code)
+        if a is None or s is None:
+            raise KeyError(f"{account if a is None else code} is not in the live book")
+        now = self.clock()
+        with self.lock:
+            cur = int(b.sec_currency[s])
+            row = int(self.engine.find_positions(np.array([a]), np.array([s]))[0])
+            held = float(b.pos_qty[row]) if row >= 0 else 0.0
+            self.engine.apply_positions(np.array([a]), np.array([s]), np.array([held - qty_sold]))
+            self.engine.apply_cash(np.array([a]), np.array([cur]), np.array([float(b.cash[a, cur]) + proceeds]))
+            acc = np.array([a], np.int64)
+            self._changed[acc] = True
+            events = self.tracker.update(self.engine, acc, now)
+            self.recalc_count += 1
+            self.last_recalc = now
+            out = self.engine.account_result(a)
+            out["call_open"] = bool(self.tracker.open[a])
+            out["position"] = held - qty_sold
+        self._handle_events(events)
+        return out
 
     # ------------------------------------------------------------------ GUI side
     def take_changes(self) -> tuple[bool, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import schema as S
+from services import audit
 from services.calendar import TradingCalendar, local_date
 from services.margin import CALL, FORCE, STATUS_NAMES, MarginEngine
 from services.store import Store
@@ -38,6 +39,7 @@ class CallEvent:
     deadline: date | None = None
     snapshot: dict[str, Any] | None = None
     detail: str = ""
+    actor: str = ""  # who closed the call (manual close, completed liquidation): audited with the event
 
 
 @dataclass
@@ -89,6 +91,8 @@ class CallTracker:
         self.deadline = np.full(n_acct, NO_DEADLINE)
         self.opened_at = np.zeros(n_acct)
         self.dirty = np.zeros(n_acct, bool)  # amount/status moved since the last persisted update
+        # closed by hand or by liquidation while still below MM: not called again until E ≥ MM or the next day
+        self.quiet = np.zeros(n_acct, bool)
 
     def adopt(self, a: int, status: int, amount: float, deadline: date, opened_at: float) -> None:
         """An open call read from the store (at start, or opened by another workstation)."""
@@ -109,8 +113,10 @@ class CallTracker:
             return events
         st = engine.status[accounts]
         was_open = self.open[accounts]
-        opening = accounts[(st >= CALL) & ~was_open]
-        met = accounts[was_open & (engine.equity[accounts] >= engine.mm[accounts])]
+        recovered = engine.equity[accounts] >= engine.mm[accounts]
+        self.quiet[accounts[recovered]] = False
+        opening = accounts[(st >= CALL) & ~was_open & ~self.quiet[accounts]]
+        met = accounts[was_open & recovered]
         still = was_open & (engine.equity[accounts] < engine.mm[accounts])
         forcing = accounts[still & (st == FORCE) & (self.status[accounts] != FORCE)]
         following = accounts[still]
@@ -139,15 +145,21 @@ class CallTracker:
         return events
 
     def _end_of_day(self, engine: MarginEngine, ts: float) -> list[CallEvent]:
+        self.quiet[:] = False
         return [self._event(engine, int(a), "eod", ts) for a in np.flatnonzero(self.open).tolist()]
 
-    def close(self, engine: MarginEngine, a: int, ts: float, reason: str, remark: str) -> CallEvent:
-        """Manual close (with a remark) or completed liquidation."""
+    def close(self, engine: MarginEngine, a: int, ts: float, reason: str, remark: str, actor: str = "") -> CallEvent:
+        """Manual close (with a remark) or completed liquidation. An account still below MM is not
+        called again until it recovers (E ≥ MM) or the day ends: the close is a decision the desk took."""
         ev = self._event(engine, a, "closed" if reason == "manual" else reason, ts)
         ev.detail = remark
+        ev.actor = actor
         self.open[a] = False
         self.amount[a] = 0.0
+        self.status[a] = 0
         self.deadline[a] = NO_DEADLINE
+        self.dirty[a] = False
+        self.quiet[a] = bool(engine.equity[a] < engine.mm[a])
         return ev
 
     def _event(self, engine: MarginEngine, a: int, kind: str, ts: float, deadline: date | None = None
@@ -188,10 +200,21 @@ class CallRepository:
         self.acct_ids = acct_ids
         self.call_ids: dict[int, int] = {}  # account index → open call id
 
-    def load_open(self, tracker: CallTracker, acct_index: dict[int, int]) -> None:
-        """Adopt the store's open calls into the tracker (acct_index: account id → index)."""
+    def load_open(self, tracker: CallTracker, acct_index: dict[int, int], today: date | None = None) -> None:
+        """Adopt the store's open calls into the tracker (acct_index: account id → index); calls closed
+        by hand or by liquidation on `today` (HK) keep their account quiet for the rest of the day."""
         with self.store.begin() as conn:
             rows = conn.execute(select(S.margin_calls).where(S.margin_calls.c.state == "open")).all()
+            closed = [] if today is None else conn.execute(
+                select(S.margin_calls.c.account_id, S.margin_calls.c.closed_at).where(
+                    S.margin_calls.c.state.in_(("closed", "liquidated")),
+                    S.margin_calls.c.closed_at >= datetime.combine(today, datetime.min.time(), UTC)
+                    - timedelta(hours=8))).all()
+        for r in closed:
+            a = acct_index.get(r.account_id)
+            at = r.closed_at if r.closed_at.tzinfo else r.closed_at.replace(tzinfo=UTC)
+            if a is not None and local_date(at.timestamp()) == today:
+                tracker.quiet[a] = True
         self.call_ids.clear()
         for r in rows:
             a = acct_index.get(r.account_id)
@@ -237,11 +260,21 @@ class CallRepository:
                         values["version"] = S.margin_calls.c.version + 1
                     if ev.kind == "force":
                         values["force_at"] = ts
-                    if ev.kind in ("met", "closed", "liquidated"):
+                    ending = ev.kind in ("met", "closed", "liquidated")
+                    if ending:
                         values.update(state=ev.kind, closed_at=ts, close_reason=ev.kind,
                                       remark=ev.detail or None)
                         self.call_ids.pop(ev.account, None)
-                    conn.execute(update(S.margin_calls).where(S.margin_calls.c.id == call_id).values(**values))
+                    stmt = update(S.margin_calls).where(S.margin_calls.c.id == call_id)
+                    if ending:  # ended elsewhere meanwhile (another workstation): it stays as they ended it
+                        stmt = stmt.where(S.margin_calls.c.state == "open")
+                    if conn.execute(stmt.values(**values)).rowcount == 0 and ending:
+                        continue
+                    if ev.actor:
+                        audit.append(conn, self.store.kind, ev.actor, f"margin_call_{ev.kind}", "margin_calls",
+                                     str(call_id), "open", json.dumps({"state": ev.kind, "remark": ev.detail,
+                                                                      "equity": round(ev.equity, 2),
+                                                                      "mm": round(ev.mm, 2)}))
                 conn.execute(insert(S.margin_call_events).values(
                     call_id=call_id, ts=ts, kind=ev.kind, status=ev.status, amount=ev.amount, equity=ev.equity,
                     im=ev.im, mm=ev.mm, detail=ev.detail))

@@ -69,6 +69,7 @@ class AlertsDock(QWidget):
         self._seen_status = np.zeros(0, np.int8)
         self._stale = np.zeros(0, bool)
         self._age = np.zeros(0, np.int64)
+        self._open_seen = np.zeros(0, bool)  # open calls at the last slow tick (a close moves no status)
         self._search_mask: np.ndarray | None = None
         self._book: Any = None
         self._codes = self._clients = self._names = np.zeros(0, str)
@@ -240,6 +241,10 @@ class AlertsDock(QWidget):
                     changed = np.union1d(changed, self._set_slow(stale, m.tracker.open, m.tracker.opened_at,
                                                                  today)).astype(np.int64)
                 self._apply_changes(changed)
+                if slow and not np.array_equal(m.tracker.open, self._open_seen):
+                    self._open_seen = m.tracker.open.copy()
+                    if self.status_filter.currentIndex() > 0:
+                        self.model.refilter()  # a call opened or ended: Open calls / Long-standing follow
             header = self._header_figures(today)
         self._show_header(*header)
         if self.model.rowCount() and not self.view.selectionModel().hasSelection():

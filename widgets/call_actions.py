@@ -1,5 +1,5 @@
 """Working a margin call from the alerts dock (and the Margin-call work dock): Send notice…, Adjust
-deadline…, Remark…, Mark as exception / Clear exception.
+deadline…, Remark…, Mark as exception / Clear exception, Close call… (by hand, with a remark).
 
 `CallActions` owns the four actions (toolbar buttons and the table's context menu) for the selected
 account; each opens a small modeless `CallActionDialog` that validates as you type and runs the
@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import call_work, notices
+from services import call_close, call_work, notices
 from services.calendar import HK_TZ, TradingCalendar
 from widgets.records import error_text, set_tone
 
@@ -45,16 +45,17 @@ if TYPE_CHECKING:
     from services.store import Store
 
 KINDS = {"notice": "Send notice…", "deadline": "Adjust deadline…", "remark": "Remark…",
-         "exception": "Mark as exception…"}
+         "exception": "Mark as exception…", "close": "Close call…"}
 TIPS = {"notice": "Send the client a margin-call notice (kept in the outbox with a snapshot)",
         "deadline": "Propose a new deadline for the call (four-eyes change request)",
         "remark": "Add a timestamped remark to the call",
-        "exception": "Mark the call as an exception, or clear its exception, with a reason"}
+        "exception": "Mark the call as an exception, or clear its exception, with a reason",
+        "close": "End the call now by hand, with a remark (risk officer, supervisor, CRO; audited)"}
 
 
 def why(e: BaseException) -> str:
     """A refusal as the user reads it (call-work refusals name the field; the rest as governance)."""
-    return str(e) if isinstance(e, call_work.CallWorkError) else error_text(e)
+    return str(e) if isinstance(e, call_work.CallWorkError | call_close.CallCloseError) else error_text(e)
 
 
 def _money(v: Any) -> str:
@@ -90,7 +91,7 @@ class CallActionDialog(QDialog):
         self.task: Any = None
         clearing = kind == "exception" and info.get("exception") is not None
         self.setWindowTitle({"notice": "Send margin-call notice", "deadline": "Adjust call deadline",
-                             "remark": "Remark on margin call",
+                             "remark": "Remark on margin call", "close": "Close margin call",
                              "exception": "Clear exception" if clearing else "Mark call as exception"}[kind])
         self.setModal(False)
         self.resize(680, 540 if kind == "notice" else 260)
@@ -111,6 +112,7 @@ class CallActionDialog(QDialog):
         self.message.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.ok = QPushButton({"notice": "Send", "deadline": "Submit for approval", "remark": "Add remark",
+                               "close": "Close call",
                                "exception": "Clear exception" if clearing else "Mark as exception"}[kind])
         self.buttons.addButton(self.ok, QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.rejected.connect(self.close)
@@ -150,6 +152,15 @@ class CallActionDialog(QDialog):
             self.text_edit.setPlaceholderText("what happened (a call with the client, a promise to pay, …)")
             self.text_edit.textChanged.connect(self.validate)
             form.addRow("Remark", self.text_edit)
+        elif kind == "close":
+            note = QLabel("The call ends now as <b>closed</b>; its end snapshot is taken from the live engine. "
+                          "If the account is still below MM it is not called again today unless it recovers first.")
+            note.setWordWrap(True)
+            lay.insertWidget(lay.count() - 1, note)
+            self.text_edit.setPlaceholderText("why the call is closed (required: client paid by cheque, "
+                                              "written off, …)")
+            self.text_edit.textChanged.connect(self.validate)
+            form.addRow("Remark", self.text_edit)
         else:
             self.reason_edit.setPlaceholderText("why the exception ends" if clearing
                                                 else "why this call is an exception (funds in transit, …)")
@@ -178,6 +189,8 @@ class CallActionDialog(QDialog):
             if d is None:
                 return msg
             return "" if self.reason_edit.text().strip() else "Reason: required for a change request"
+        if self.kind == "close":
+            return call_close.remark_problem(self.text_edit.toPlainText())
         if self.kind == "remark":
             t = self.text_edit.toPlainText().strip()
             return ("Remark: write what happened" if not t else
@@ -223,6 +236,13 @@ class CallActionDialog(QDialog):
                                                     self.reason_edit.text(), self.owner.calendar())
         elif self.kind == "remark":
             fn, args = call_work.add_remark, (store, user, call_id, self.text_edit.toPlainText())
+        elif self.kind == "close":
+            m = self.owner.monitor
+            a = -1 if m is None else m.engine.book.acct_index.get(self.info["account"], -1)
+            if m is None or a < 0:
+                set_tone(self.message, "Close call: the live monitor does not hold this account")
+                return
+            fn, args = m.close_call, (a, user, self.text_edit.toPlainText())
         elif self.info.get("exception"):
             fn, args = call_work.clear_exception, (store, user, call_id, self.reason_edit.text())
         else:
@@ -242,6 +262,8 @@ class CallActionDialog(QDialog):
             text = f"Change request #{result} to move {acct}'s deadline submitted for approval"
         elif self.kind == "remark":
             text = f"Remark added to {acct}'s call"
+        elif self.kind == "close":
+            text = f"{acct}'s margin call #{self.info['id']} closed: {result.detail}"
         else:
             text = f"{acct}'s call {'is no longer' if self.info.get('exception') else 'marked as'} an exception"
         self.finished_ok.emit(text)

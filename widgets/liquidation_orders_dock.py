@@ -1,5 +1,6 @@
 """The "Liquidation orders" dock: every liquidation order (filter by state, account and trade day), Cancel
-order… with a reason, Mark sent, Batch liquidation… (only while the company parameter allows it) and
+order… with a reason, Mark sent, Record fill… (services/liquidation_fills.py: the sale moves the store's
+and the live engine's position and cash; the last fill of a call closes it as liquidated), Batch liquidation… (only while the company parameter allows it) and
 the automatic liquidation: its time, its last run, and the scheduler that runs it.
 
 The scheduler is a one-minute QTimer: on a trading day at or after ``auto_liquidation_time`` it runs
@@ -29,7 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from services import liquidation_fills
 from services import liquidation_orders as lo
+from services.liquidation_fills import FILLABLE
 from widgets.formatting import price, quantity
 from widgets.records import BADGE_TEXT, CoalescedLoad, Field, RecordTableModel, error_text, hk_time, set_tone
 from widgets.tables import fit_columns, make_table
@@ -40,9 +43,10 @@ if TYPE_CHECKING:
     from services.live import LiveMonitor
     from services.store import Store
 
-STATES = ("All states", "confirmed", "sent", "cancelled", "proposed")
+STATES = ("All states", "confirmed", "sent", "partly filled", "filled", "cancelled", "proposed")
 STATE_COLOURS = {"confirmed": QColor(176, 128, 10), "sent": QColor(35, 134, 54), "cancelled": QColor(88, 96, 105),
-                 "proposed": QColor(31, 111, 235)}
+                 "proposed": QColor(31, 111, 235), "partly filled": QColor(130, 80, 223),
+                 "filled": QColor(26, 127, 100)}
 SCHEDULE_MS = 60_000
 
 
@@ -60,6 +64,10 @@ def _fields() -> list[Field]:
         Field("IM release", "im_release", "number", tooltip="IM the order releases at the reference price (HKD)"),
         Field("State", "state", background=lambda v: STATE_COLOURS.get(str(v)),
               foreground=lambda v: BADGE_TEXT if str(v) in STATE_COLOURS else None),
+        Field("Filled", "filled_qty", "number", fmt=lambda v: quantity(v) if v else "",
+              tooltip="shares sold so far (Record fill…)"),
+        Field("Avg fill", "avg_fill", "number", fmt=lambda v: price(v) if v == v else "",
+              tooltip="average fill price (security currency)"),
         Field("Reason", "reason"),
         Field("By", "created_by"),
         Field("Created", "created_at", "time"),
@@ -73,8 +81,11 @@ def _fields() -> list[Field]:
 def load_view(store: Store, state: str | None, account: str, day_from: date | None, day_to: date | None
               ) -> tuple[list[dict[str, Any]], lo.LiquidationSettings, int]:
     """Orders, settings and the calls still due for automatic liquidation today (runs off the GUI thread)."""
-    return (lo.list_orders(store, state, account or None, day_from, day_to), lo.settings(store),
-            lo.due_calls_today(store))
+    rows = lo.list_orders(store, state, account or None, day_from, day_to)
+    for r in rows:
+        q = float(r.get("filled_qty") or 0.0)
+        r["avg_fill"] = float(r.get("fill_value") or 0.0) / q if q else float("nan")
+    return rows, lo.settings(store), lo.due_calls_today(store)
 
 
 def auto_task(store: Store, monitor: LiveMonitor, now: float) -> lo.AutoRunResult:
@@ -119,6 +130,7 @@ class LiquidationOrdersDock(QWidget):
         self.settings: lo.LiquidationSettings | None = None
         self.dialogs: list[Any] = []
         self.cancel_dialog: ReasonDialog | None = None
+        self.fill_dialog: Any = None
         self.batch_dialog: Any = None
         self._auto_day: date | None = None
         self._auto_task: Any = None
@@ -171,10 +183,14 @@ class LiquidationOrdersDock(QWidget):
         self.sent_button = QPushButton("Mark sent")
         self.sent_button.setToolTip("the selected confirmed order was handed to dealing")
         self.sent_button.clicked.connect(self.mark_sent)
+        self.fill_button = QPushButton("Record fill…")
+        self.fill_button.setToolTip("what dealing sold of the selected order: position and cash move at once; "
+                                    "the call's last fill closes it as liquidated")
+        self.fill_button.clicked.connect(self.ask_fill)
         self.batch_button = QPushButton("Batch liquidation…")
         self.batch_button.setEnabled(False)
         self.batch_button.clicked.connect(self.open_batch)
-        for w in (self.liquidate_button, self.cancel_button, self.sent_button, self.batch_button):
+        for w in (self.liquidate_button, self.cancel_button, self.sent_button, self.fill_button, self.batch_button):
             bar.addWidget(w)
         lay.addLayout(bar)
         self.message = QLabel("")
@@ -278,7 +294,8 @@ class LiquidationOrdersDock(QWidget):
 
     def _update_buttons(self) -> None:
         rec = self.selected()
-        self.cancel_button.setEnabled(rec is not None and rec["state"] != "cancelled")
+        self.cancel_button.setEnabled(rec is not None and rec["state"] not in ("cancelled", "filled"))
+        self.fill_button.setEnabled(rec is not None and rec["state"] in FILLABLE and self.monitor is not None)
         self.sent_button.setEnabled(rec is not None and rec["state"] == "confirmed")
         self.liquidate_button.setEnabled(rec is not None and self.monitor is not None)
 
@@ -327,6 +344,30 @@ class LiquidationOrdersDock(QWidget):
             return
         self.tasks.run(lo.mark_sent, self.store, self.user, [int(rec["id"])],
                        on_done=lambda n: self._done(f"{n} order marked sent."), on_error=self._failed, name="mark sent")
+
+    def ask_fill(self) -> None:
+        """Read the account's holding off the GUI thread, then open Record fill… for the selected order."""
+        rec = self.selected()
+        if rec is None or rec["state"] not in FILLABLE or self.tasks is None or self.monitor is None:
+            return
+        self.tasks.run(liquidation_fills.holding, self.store, rec["account"], rec["code"],
+                       on_done=lambda held: self._show_fill(rec, held), on_error=self._failed,
+                       name="holding for fill")
+
+    def _show_fill(self, rec: dict[str, Any], held: float) -> None:
+        from widgets.liquidation_fill_dialog import FillDialog
+
+        if self.fill_dialog is not None:
+            self.fill_dialog.close()
+        self.fill_dialog = FillDialog(rec, held, self)
+        self.fill_dialog.submitted.connect(self.record_fill)
+        self.fill_dialog.open()
+
+    def record_fill(self, order_id: int, qty: float, fill_price: float) -> None:
+        assert self.tasks is not None
+        self.tasks.run(liquidation_fills.record_and_apply, self.store, self.user, order_id, qty, fill_price,
+                       self.monitor, on_done=lambda r: self._done(r.message()), on_error=self._failed,
+                       name="record liquidation fill")
 
     def _done(self, text: str) -> None:
         set_tone(self.message, text, "ok")

@@ -78,9 +78,32 @@ def upgrade() -> None:
             ("corrective_actions", sa.Column('started_at', sa.DateTime(timezone=True), nullable=True))):
         op.add_column(name, col)
     # --- end incidents and corrective actions
+    # --- liquidation fills and call close (issue 8): filled quantity and proceeds, states partly filled / filled
+    with op.batch_alter_table('liquidation_orders', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('filled_qty', sa.Float(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('fill_value', sa.Float(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('filled_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('filled_by', sa.String(length=64), nullable=True))
+        batch_op.drop_constraint(op.f('ck_liquidation_orders_state_known'), type_='check')
+        batch_op.create_check_constraint(
+            op.f('ck_liquidation_orders_state_known'),
+            "state in ('proposed', 'confirmed', 'cancelled', 'sent', 'partly filled', 'filled')")
+        batch_op.create_check_constraint(op.f('ck_liquidation_orders_filled_within_qty'),
+                                         'filled_qty >= 0 and filled_qty <= qty')
+    # --- end liquidation fills and call close
 
 
 def downgrade() -> None:
+    # --- liquidation fills and call close (issue 8)
+    op.execute("update liquidation_orders set state = 'sent' where state in ('partly filled', 'filled')")
+    with op.batch_alter_table('liquidation_orders', schema=None) as batch_op:
+        batch_op.drop_constraint(op.f('ck_liquidation_orders_filled_within_qty'), type_='check')
+        batch_op.drop_constraint(op.f('ck_liquidation_orders_state_known'), type_='check')
+        batch_op.create_check_constraint(op.f('ck_liquidation_orders_state_known'),
+                                         "state in ('proposed', 'confirmed', 'cancelled', 'sent')")
+        for c in ('filled_by', 'filled_at', 'fill_value', 'filled_qty'):
+            batch_op.drop_column(c)
+    # --- end liquidation fills and call close
     # --- incidents and corrective actions (issue 7)
     for name, cols in (("corrective_actions", ('started_at',)),
                        ("incidents", ('reviewed_at', 'reviewed_by', 'responded_at', 'response_due_at',
