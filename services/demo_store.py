@@ -47,7 +47,6 @@ def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions:
     seed_demo_recon(store, seed=seed)  # reconciliation breaks of every age (issue 7)
     seed_loss_events(store, seed=seed)  # a year of loss events and near misses (issue 7)
     seed_trade_errors(store, seed=seed)  # a year of trade-error tickets and trade counts (issue 7)
-    seed_demo_kris(store, seed=seed)
     seed_demo_call_work(store)  # issue 8: margin calls opened and worked (notices, remarks, exceptions)
     seed_demo_liquidation(store)  # issue 8: liquidation orders confirmed, sent, cancelled
     if pretrade:
@@ -58,6 +57,7 @@ def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions:
 
         seed_demo_runs(store)
     seed_rcsa(store)  # RCSA register and new-business review board (issue 7); after the runs
+    seed_demo_kris(store, seed=seed)  # last: today's computed KRIs read the incidents, breaks, errors and calls
     return {"accounts": book.n_acct, "securities": book.n_sec, "positions": book.n_pos}
 
 
@@ -71,7 +71,9 @@ def ensure_demo_store(store: Store) -> bool:
 
 
 def seed_demo_kris(store: Store, seed: int = 7) -> int:
-    """Two years of daily KRI readings up to the last business day, and the tasks they call for."""
+    """Two years of daily KRI readings up to the last business day, the last day's computed KRIs
+    computed from the store's records (so a tile agrees with its drill-down), and the tasks they call
+    for. Seed it after the records the computed KRIs read (incidents, breaks, trade errors, calls)."""
     from datetime import date
 
     import numpy as np
@@ -83,6 +85,7 @@ def seed_demo_kris(store: Store, seed: int = 7) -> int:
     with store.begin() as conn:
         n = kri.seed_readings(conn, end, seed=seed)
     if n:
+        kri.compute_all(store, "demo", end)  # replaces the walk's last computed values with the records'
         kri.sync_tasks(store, "demo")
     return n
 
