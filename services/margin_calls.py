@@ -277,7 +277,7 @@ class CallRepository:
                                                                       "mm": round(ev.mm, 2)}))
                 conn.execute(insert(S.margin_call_events).values(
                     call_id=call_id, ts=ts, kind=ev.kind, status=ev.status, amount=ev.amount, equity=ev.equity,
-                    im=ev.im, mm=ev.mm, detail=ev.detail))
+                    im=ev.im, mm=ev.mm, detail=f"{ev.actor}: {ev.detail}" if ev.actor else ev.detail))
                 if ev.snapshot is not None:
                     conn.execute(insert(S.margin_call_snapshots).values(
                         call_id=call_id, ts=ts, kind=_SNAPSHOT_KINDS.get(ev.kind, ev.kind),

@@ -119,7 +119,7 @@ def test_manual_close_needs_a_remark_is_stored_with_end_snapshot_and_audit(desk:
                                                                       {"HKD": -126_000.0})
     assert sorted((p["code"], p["qty"]) for p in snap["positions"]) == [("X.HK", 10_000.0), ("Y.HK", 5_000.0)]
     assert [(e.kind, e.detail) for e in _rows(store, S.margin_call_events, call_id=r.id)][-1] == (
-        "closed", "Client pledged a property; legal follows up")
+        "closed", "sam: Client pledged a property; legal follows up")  # the call history says who
     audits = [a for a in _rows(store, S.audit_log) if a.action == "margin_call_closed"]
     assert len(audits) == 1 and audits[0].entity_key == str(r.id)
     assert json.loads(audits[0].after)["remark"] == "Client pledged a property; legal follows up"
@@ -229,6 +229,7 @@ def test_fills_move_position_and_cash_and_complete_the_liquidation(desk: tuple[S
     done = _call(store, "L1")
     assert (done.id, done.state, done.close_reason) == (call.id, "liquidated", "liquidated")
     assert done.remark == f"Liquidation completed: orders #{x_id}, #{y_id} filled"
+    assert _rows(store, S.margin_call_events, call_id=call.id)[-1].detail == f"rita: {done.remark}"
     end = [json.loads(s.payload) for s in _rows(store, S.margin_call_snapshots, call_id=call.id) if s.kind == "end"]
     assert len(end) == 1 and sorted((p["code"], p["qty"]) for p in end[0]["positions"]) == [
         ("X.HK", 9_000.0), ("Y.HK", 4_500.0)]
@@ -270,5 +271,36 @@ def test_fill_without_a_monitor_only_writes_the_store(sqlite_url: str) -> None:
         assert (r.state, r.margin, r.call_id, r.call_ended) == ("filled", None, None, None)
         assert _stored(store, "OK", "X.HK") == (0.0, 10_500.0)
         assert lo.list_orders(store)[0]["trade_day"] <= date.today()
+    finally:
+        store.dispose()
+
+
+def test_a_call_closed_on_one_workstation_is_not_met_over_on_another(sqlite_url: str) -> None:
+    from services.margin_calls import CallRepository
+
+    store = Store(sqlite_url)
+    store.migrate()
+    store.save_book(_book())
+    try:
+        book = store.load_book()
+        assert book.acct_ids is not None
+        desks = []
+        for _ in range(2):
+            e = MarginEngine(store.load_book())
+            tr, repo = CallTracker(book.n_acct, CAL, 3), CallRepository(store, book.acct_ids)
+            repo.load_open(tr, {int(x): i for i, x in enumerate(book.acct_ids.tolist())})
+            repo.write(tr.update(e, np.arange(book.n_acct), 1_795_000_000.0))
+            desks.append((e, tr, repo))
+        l1, x = book.acct_index["L1"], book.sec_index["X.HK"]
+        (e1, tr1, repo1), (e2, tr2, repo2) = desks
+        call_id = _call(store, "L1", "open").id
+        repo1.write([tr1.close(e1, l1, 1_795_000_060.0, "closed", "settled by cheque", "rita")])
+        e2.apply_prices(np.array([x]), np.array([20.0]))  # E ≥ MM on the second desk a moment later
+        met = tr2.update(e2, np.array([l1]), 1_795_000_120.0)
+        assert [ev.kind for ev in met] == ["met"]
+        repo2.write(met)
+        r = _call(store, "L1")
+        assert (r.id, r.state, r.remark) == (call_id, "closed", "settled by cheque")
+        assert [ev.kind for ev in _rows(store, S.margin_call_events, call_id=call_id)] == ["open", "closed"]
     finally:
         store.dispose()
