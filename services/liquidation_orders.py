@@ -455,12 +455,6 @@ def seed_demo_liquidation(store: Store, now: float | None = None) -> int:
                                    allow_partial=True))
     if tickets:
         mark_sent(store, rita, tickets[0])
-        from services.liquidation_fills import record_fill  # dealing reports the first fill of the sent ticket
-
-        first = next(o for o in list_orders(store) if o["id"] == tickets[0][0])
-        lots = int(first["qty"] // first["lot_size"])
-        part = first["qty"] if len(tickets[0]) > 1 or lots < 2 else (lots // 2) * first["lot_size"]
-        record_fill(store, rita, tickets[0][0], part, round(first["ref_price"] * 0.99, 2))
     if len(tickets) > 1:
         cancel(store, rita, tickets[1][0], "Client deposited funds before the order went out")
     run_auto_liquidation(store, engine, now, calendar=cal)
