@@ -479,8 +479,9 @@ _DEMO_TEXT = {
 
 def seed_loss_events(store: Store, seed: int = 7, months: int = 12, per_month: int = 6,
                      today: date | None = None) -> int:
-    """A year of loss events and near misses for the demo store (routed by the rules above); none when the
-    store already has loss events. Returns how many were written."""
+    """A year of loss events and near misses for the demo store (routed by the rules above), and the demo
+    incidents' own loss events linked to them; none when the store already has loss events. Returns how
+    many were written."""
     today = today or datetime.now(HK_TZ).date()
     rng = np.random.default_rng(seed + 71)
     with store.begin() as conn:
@@ -514,7 +515,40 @@ def seed_loss_events(store: Store, seed: int = 7, months: int = 12, per_month: i
             if row["report_due_at"] is not None and ago[i] > 3:  # the older ones were reported in time
                 row.update(reported_at=at + timedelta(hours=int(3 + i % 15)), reported_by="rita")
             rows.append(row)
+        rows += _demo_incident_losses(conn, fx, rules, today)
         rows.sort(key=lambda r: (r["discovered_at"], r["occurred_on"]))  # ids follow discovery, as in real life
         conn.execute(insert(S.loss_events), rows)
-        audit.append(conn, store.kind, "demo", "seed", "loss_events", "", "", f"{n} demo loss events")
-    return n
+        audit.append(conn, store.kind, "demo", "seed", "loss_events", "", "", f"{len(rows)} demo loss events")
+    return len(rows)
+
+
+_DEMO_INCIDENT_LOSSES = (  # demo incident title starts with, event type, line, cause, gross HKD (0: near miss), text
+    ("OCG gateway disconnect", "Business Disruption & System Failures", "Trading & Sales", "system", 38_400.0,
+     "Compensation to 3 clients whose orders were rejected during the OCG gateway disconnect"),
+    ("Rights issue not applied", "Execution, Delivery & Process Management", "Payment & Settlement", "process", 0.0,
+     "Near miss — rights entitlements booked before any of the 14 clients sold short of them"),
+)
+
+
+def _demo_incident_losses(conn: Connection, fx: dict[str, float], rules: list[dict[str, Any]],
+                          today: date) -> list[dict[str, Any]]:
+    """The demo incidents' own loss events (linked to them), when the demo incidents are there."""
+    rows = []
+    for prefix, etype, line, cause, gross, text in _DEMO_INCIDENT_LOSSES:
+        r = conn.execute(select(S.incidents.c.id, S.incidents.c.detected_at)
+                         .where(S.incidents.c.title.startswith(prefix)).order_by(S.incidents.c.id)).first()
+        if r is None:
+            continue
+        detected = r.detected_at if r.detected_at.tzinfo else r.detected_at.replace(tzinfo=UTC)
+        at = detected + timedelta(hours=3)
+        found = at.astimezone(HK_TZ).date()
+        if found > today:
+            continue
+        inp = LossEventInput(etype, line, cause, detected.astimezone(HK_TZ).date(), at, gross, 0.0, "HKD", gross == 0,
+                             accounted_on=None if gross == 0 else min(today, found + timedelta(days=2)),
+                             description=text, incident_id=int(r.id))
+        row = _row(inp, assess(inp, rules, fx), "rita", at)
+        if row["report_due_at"] is not None and at + timedelta(hours=5) < datetime.now(UTC):
+            row.update(reported_at=at + timedelta(hours=5), reported_by="rita")
+        rows.append(row)
+    return rows

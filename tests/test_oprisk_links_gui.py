@@ -12,6 +12,7 @@ import pytest
 from PySide6.QtCore import QDate, QDateTime, Qt, QTime
 
 from services import incidents, kri
+from services import loss_events as le
 from services.auth import User
 from services.breaks import WHO_MAY
 from services.kri_dashboard import drill_records
@@ -95,6 +96,7 @@ def test_loss_event_recorded_against_an_incident_from_the_form(qtbot: Any, store
         want = incidents.linkable(conn)
     assert want and f.incident.count() == len(want) + 1 and f.incident.itemData(0) is None
     target = want[-1]
+    had = incidents.detail(store, int(target["id"]))["loss_events"]
     f.incident.setCurrentIndex(f.incident.findData(int(target["id"])))
     assert f.incident.currentText() == incidents.label(target)
     dock.tabs.setCurrentWidget(f)
@@ -108,7 +110,8 @@ def test_loss_event_recorded_against_an_incident_from_the_form(qtbot: Any, store
     with qtbot.waitSignal(dock.refreshed, timeout=WAIT):
         qtbot.mouseClick(f.save_button, Qt.MouseButton.LeftButton)
     assert f.incident.currentIndex() == 0  # the next event starts unlinked
-    mine = [e for e in dock.snapshot.events if e["incident_id"] is not None] if dock.snapshot else []
+    mine = [e for e in dock.snapshot.events if e["description"].startswith("Orders re-keyed during the outage")] \
+        if dock.snapshot else []
     assert len(mine) == 1 and mine[0]["incident"] == incidents.label(target)
     row = dock.model.row_of(int(mine[0]["id"]))
     assert dock.model.index(row, dock.model.column_of("Incident")).data() == incidents.label(target)
@@ -123,10 +126,23 @@ def test_loss_event_recorded_against_an_incident_from_the_form(qtbot: Any, store
     qtbot.waitUntil(lambda: inc.detail.incident is not None and inc.detail.incident["id"] == target["id"],
                     timeout=WAIT)
     d = inc.detail
-    assert d.tabs.tabText(4) == "Loss events (1)" and d.losses_model.rowCount() == 1
-    assert d.losses_caption.text() == "1 loss event, net 12,500.00 HKD"
-    assert d.losses_model.index(0, d.losses_model.column_of("ID")).data() == str(mine[0]["id"])
+    n = len(had) + 1
+    assert d.tabs.tabText(4) == f"Loss events ({n})" and d.losses_model.rowCount() == n
+    net = 12_500.0 + sum(x["net_hkd"] for x in had)
+    assert d.losses_caption.text() == f"{n} loss event{'s' if n > 1 else ''}, net {net:,.2f} HKD"
+    assert str(mine[0]["id"]) in {d.losses_model.index(r, d.losses_model.column_of("ID")).data() for r in range(n)}
     inc.stop()
+
+
+def test_demo_incident_lists_the_loss_event_it_caused(store: Store) -> None:
+    with store.begin() as conn:
+        (ocg,) = [r for r in incidents.linkable(conn) if r["title"].startswith("OCG gateway disconnect")]
+    (loss,) = incidents.detail(store, int(ocg["id"]))["loss_events"]
+    assert (loss["event_type"], loss["net_hkd"], loss["reporting_route"]) == (
+        "Business Disruption & System Failures", 38_400.0, "Department head within 24 h")
+    snap = le.load_snapshot(store, RITA)
+    linked = {e["incident"] for e in snap.events if e["incident_id"] is not None}
+    assert incidents.label(ocg) in linked and len(linked) == 2  # and the rights-issue near miss
 
 
 @pytest.mark.parametrize("code", kri.COMPUTED)
