@@ -60,8 +60,10 @@ def test_live_prices_update_results_and_calls(store: Store) -> None:
             live = {k: getattr(mon.engine, k).copy() for k in ("equity", "im", "mm", "status")}
             prices = mon.engine.book.price.copy()
             book = mon.engine.book.copy()
-        # the live incremental results equal a fresh full computation at the same prices
-        ref = MarginEngine(book)
+            intraday = mon.intraday_session
+        # the live incremental results equal a fresh full computation at the same prices (and in the
+        # same trading session: during an HK session intraday-financing accounts use intraday ratios)
+        ref = MarginEngine(book, intraday_session=intraday)
         np.testing.assert_allclose(live["equity"], ref.equity, rtol=1e-9, atol=1e-4)
         np.testing.assert_allclose(live["im"], ref.im, rtol=1e-9, atol=1e-4)
         assert (live["status"] == ref.status).all()
