@@ -15,8 +15,8 @@ from services.loss_events import seed_loss_events
 from services.positions_ops import seed_positions_ops
 from services.rcsa import seed_rcsa
 from services.recon_sources import seed_demo_recon
-from services.trade_errors import seed_trade_errors
 from services.store import Store
+from services.trade_errors import seed_trade_errors
 
 # (code, name, market, level): the index a security belongs to decides its level (RISK_METHODS §4)
 DEMO_INDICES = (

@@ -20,8 +20,8 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QTableView
 
 from app.dialogs import DialogService
-from app.feed_process import FeedProcess
 from app.dock_catalog import CATALOGUE, workspace_docks
+from app.feed_process import FeedProcess
 from app.main_window import WINDOW_STATE_VERSION, MainWindow, make_settings
 from app.qt_app import ExceptionRelay, create_qapp
 from app.session import FeedChoice, SessionController
