@@ -12,7 +12,8 @@ and optionally:
     account_selected = Signal(int)    engine account index: the drill-down shows it
 
 The dock's object name is its stable identity in saved layouts; the workspace puts it in one of the
-View ▸ Workspaces sets. Imports are lazy so that a catalogue entry costs nothing until the window opens.
+View ▸ Workspaces sets. The widget is built (and its module imported) the first time its dock is shown,
+unless ``eager``: a dock that runs timers of its own (automatic liquidation) must exist from the start.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class DockSpec:
     object_name: str  # stable objectName (saveState)
     workspace: str  # one of WORKSPACES' keys
     refresh_on_approval: bool = True
+    eager: bool = False  # built when the window opens (it runs timers of its own), not when first shown
 
     def build(self) -> Any:
         return getattr(importlib.import_module(self.module), self.cls)()
@@ -45,12 +47,14 @@ CATALOGUE: tuple[DockSpec, ...] = (
     DockSpec("widgets.recon_dock", "ReconDock", "Reconciliation", "reconciliation", "Operational risk"),
     DockSpec("widgets.loss_events_dock", "LossEventsDock", "Loss events", "loss_events", "Operational risk"),
     DockSpec("widgets.trade_errors_dock", "TradeErrorsDock", "Trade errors", "trade_errors", "Operational risk"),
-    DockSpec("widgets.overview_dock", "OverviewDock", "Risk overview", "risk_overview", "Margin desk"),
+    DockSpec("widgets.overview_dock", "OverviewDock", "Risk overview", "risk_overview", "Margin desk",
+             eager=True),
     DockSpec("widgets.positions_ops_dock", "PositionsOpsDock", "Positions and collections", "positions_ops",
              "Margin desk"),
     DockSpec("widgets.borrowing_dock", "BorrowingDock", "Currency borrowing", "currency_borrowing", "Margin desk"),
     DockSpec("widgets.liquidation_orders_dock", "LiquidationOrdersDock", "Liquidation orders", "liquidation_orders",
-             "Margin desk"),
+             "Margin desk", eager=True),  # its timer runs automatic liquidation
+
 )
 
 # View ▸ Workspaces: the bottom-area docks each set shows (tabbed, first one raised); alerts and the

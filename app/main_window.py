@@ -132,18 +132,19 @@ class MainWindow(QMainWindow):
                 (self.lcs, "LCS test", "lcs", Area.BottomDockWidgetArea),
                 (self.indices, "Indices and levels", "indices", Area.BottomDockWidgetArea)):
             self.create_dock(widget, title, name, area)
-        # catalogue docks (app/dock_catalog.py): built here, wired by the same hooks as the rest
+        # catalogue docks (app/dock_catalog.py): a dock's widget is built the first time the dock is
+        # shown (eager ones at once), so opening the window and logging in do not wait for thirty
+        # panels and their first reads; `catalogue` holds the ones built so far
         self.catalogue: dict[str, Any] = {}
+        self._specs = {spec.object_name: spec for spec in CATALOGUE}
         for spec in CATALOGUE:
-            widget = spec.build()
-            self.catalogue[spec.object_name] = widget
-            self.create_dock(widget, spec.title, spec.object_name, Area.BottomDockWidgetArea)
-            if spec.refresh_on_approval:
-                self.approvals.requests_changed.connect(lambda _full, e=widget: e.refresh())
-            if hasattr(widget, "open_dock"):
-                widget.open_dock.connect(self.open_dock)
-            if hasattr(widget, "account_selected"):
-                widget.account_selected.connect(self.drilldown.show_account)
+            placeholder = QLabel(f"{spec.title}: opening…")
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            dock = self.create_dock(placeholder, spec.title, spec.object_name, Area.BottomDockWidgetArea)
+            dock.visibilityChanged.connect(lambda visible, n=spec.object_name: visible and self.build_dock(n))
+        for spec in CATALOGUE:
+            if spec.eager:
+                self.build_dock(spec.object_name)
         self.approvals.pending_count_changed.connect(self._show_pending_count)
         self.credit.account_selected.connect(self.drilldown.show_account)
         self.approvals.requests_changed.connect(lambda _full: self.parameters.refresh())
@@ -178,6 +179,29 @@ class MainWindow(QMainWindow):
         shortcut.activated.connect(lambda d=dock: self.raise_dock(d))
         self.docks[object_name] = dock
         return dock
+
+    def build_dock(self, object_name: str) -> Any:
+        """The catalogue dock's widget, built and wired on first use (the same hooks as at login)."""
+        widget = self.catalogue.get(object_name)
+        if widget is not None or object_name not in self._specs:
+            return widget
+        spec = self._specs[object_name]
+        widget = spec.build()
+        self.catalogue[object_name] = widget
+        self.docks[object_name].setWidget(widget)
+        if spec.refresh_on_approval:
+            self.approvals.requests_changed.connect(lambda _full, e=widget: e.refresh())
+        if hasattr(widget, "open_dock"):
+            widget.open_dock.connect(self.open_dock)
+        if hasattr(widget, "account_selected"):
+            widget.account_selected.connect(self.drilldown.show_account)
+        if hasattr(widget, "follow"):
+            widget.follow(self.alerts.call_actions)
+        if self._governance is not None:
+            widget.set_context(*self._governance)
+        if self.monitor is not None and hasattr(widget, "set_monitor"):
+            widget.set_monitor(self.monitor)
+        return widget
 
     def open_dock(self, object_name: str) -> None:
         """Show and raise a dock by its object name (risk overview figures, cross-links)."""
@@ -272,8 +296,6 @@ class MainWindow(QMainWindow):
         # the alerts dock's Send notice… / Adjust deadline… / Remark… / Exception… act as this user
         self.alerts.call_actions.set_context(store, user, tasks)
         self.drilldown.call_panel.records.set_user(user.login)  # snapshot exports are audited as this user
-        if "call_work" in self.catalogue:
-            self.catalogue["call_work"].follow(self.alerts.call_actions)
         self.what_if_action.setEnabled(True)
         self.pack_action.setEnabled(True)
         if self.monitor is not None:

@@ -15,9 +15,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
-from PySide6.QtCore import QEvent, QLocale, QObject, Qt, Signal
+from PySide6.QtCore import QLocale, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import QApplication, QDateEdit
+from PySide6.QtWidgets import QApplication
 
 log = logging.getLogger("riskdesk")
 
@@ -118,24 +118,6 @@ QStatusBar QLabel { padding: 0 8px; }
 """
 
 
-class IsoDates(QObject):
-    """Every date field shows ISO dates (2026-12-05), as the tables do, unless it chose a format itself:
-    the locale's short format ("5 12 2026", "12/5/26") is ambiguous on a desk that trades HK and US."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.locale_format = QLocale().dateFormat(QLocale.FormatType.ShortFormat)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Polish and type(obj) is QDateEdit \
-                and obj.displayFormat() == self.locale_format:
-            obj.setDisplayFormat("yyyy-MM-dd")
-        return False
-
-
-_iso_dates: IsoDates | None = None
-
-
 def create_qapp(argv: Sequence[str] | None = None) -> QApplication:
     """The application object (reused if one exists, e.g. under pytest-qt) with hooks installed."""
     global _relay
@@ -154,10 +136,10 @@ def create_qapp(argv: Sequence[str] | None = None) -> QApplication:
     font.setPointSizeF(max(9.0, font.pointSizeF()))
     app.setFont(font)
     app.setStyleSheet(STYLE_SHEET)
-    global _iso_dates
-    if _iso_dates is None:
-        _iso_dates = IsoDates()
-        app.installEventFilter(_iso_dates)
+    # ISO dates (2026-12-05) in every date field, as in the tables: the default locale's short format
+    # ("5 12 2026", "12/5/26") is ambiguous on a desk that trades HK and US. English (Canada) has
+    # ISO short dates and the same numbers as en-US/en-HK (1,234,567.50).
+    QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.Canada))
     if _relay is None:
         _relay = ExceptionRelay()
         install_exception_hooks(_relay)

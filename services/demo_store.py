@@ -7,16 +7,7 @@ from typing import Any
 import numpy as np
 
 from services.calendar import shipped_holidays
-from services.call_work import seed_demo_call_work
-from services.demo import make_demo_book
-from services.incidents_demo import seed_incidents
-from services.liquidation_orders import seed_demo_liquidation
-from services.loss_events import seed_loss_events
-from services.positions_ops import seed_positions_ops
-from services.rcsa import seed_rcsa
-from services.recon_sources import seed_demo_recon
 from services.store import Store
-from services.trade_errors import seed_trade_errors
 
 # (code, name, market, level): the index a security belongs to decides its level (RISK_METHODS §4)
 DEMO_INDICES = (
@@ -30,6 +21,19 @@ DEMO_INDICES = (
 def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions: int | None = None,
                     pretrade: bool = True, runs: bool = True) -> dict[str, Any]:
     """The demo book, governance history and (``pretrade``) a morning of pre-trade decisions."""
+    # imported here: opening an existing store (ensure_demo_store) must not load pandas and every panel's
+    # service just to find the store already seeded
+    from services.call_work import seed_demo_call_work
+    from services.demo import make_demo_book
+    from services.incidents_demo import seed_incidents
+    from services.liquidation_orders import seed_demo_liquidation
+    from services.loss_events import seed_loss_events
+    from services.positions_ops import seed_positions_ops
+    from services.rcsa import seed_rcsa
+    from services.recon_sources import seed_demo_recon
+    from services.risk_runs import seed_demo_runs
+    from services.trade_errors import seed_trade_errors
+
     book = make_demo_book(clients, seed=seed, positions=positions)
     # the demo market is open round the clock, so prices go stale whenever the feed stops
     book.parameters["market_open_hhmm"] = 0.0
@@ -53,8 +57,6 @@ def seed_demo_store(store: Store, clients: int = 3000, seed: int = 7, positions:
         seed_demo_pretrade(store, book, seed=seed)
     seed_positions_ops(store, seed=seed)  # issue 8: options, lending inventory, collections, borrowing reminders
     if runs:  # this morning's SFC stress runs and LCS test (issue 6)
-        from services.risk_runs import seed_demo_runs
-
         seed_demo_runs(store)
     seed_rcsa(store)  # RCSA register and new-business review board (issue 7); after the runs
     seed_demo_kris(store, seed=seed)  # last: today's computed KRIs read the incidents, breaks, errors and calls

@@ -82,6 +82,12 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     w.show()
     qtbot.waitExposed(w)
     catalogue = {spec.object_name for spec in CATALOGUE}
+    # catalogue docks are built when first shown (eager ones at once): opening the window does not wait
+    assert {n for n in w.catalogue} <= {s.object_name for s in CATALOGUE if s.eager} | {
+        n for n, d in w.docks.items() if n in catalogue and d.isVisible()}
+    assert "incidents" not in w.catalogue or w.docks["incidents"].isVisible()
+    w.open_dock("incidents")
+    assert w.docks["incidents"].widget() is w.catalogue["incidents"]
     assert set(w.docks) == DOCK_NAMES | catalogue
     assert {d.objectName() for d in w.docks.values()} == DOCK_NAMES | catalogue
     toggles = {a.text(): a for a in w.view_menu.actions() if a.isCheckable()}

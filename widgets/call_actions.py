@@ -35,14 +35,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import call_close, call_work, notices
 from services.calendar import HK_TZ, TradingCalendar
+from widgets.lazy import lazy_module
 from widgets.records import error_text, set_tone
 
 if TYPE_CHECKING:
+    from services import call_close, call_work, notices
     from services.auth import User
     from services.live import LiveMonitor
     from services.store import Store
+else:  # SQLAlchemy and the store behind them are imported on first use, not when the window opens
+    call_close = lazy_module("services.call_close")
+    call_work = lazy_module("services.call_work")
+    notices = lazy_module("services.notices")
 
 KINDS = {"notice": "Send notice…", "deadline": "Adjust deadline…", "remark": "Remark…",
          "exception": "Mark as exception…", "close": "Close call…"}

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
@@ -86,17 +85,11 @@ class OverviewDock(QWidget):
             grid.addWidget(box, 0, col)
             grid.setColumnStretch(col, 1)
         outer.addLayout(grid, 3)
-        self.status_plot = pg.PlotWidget()
-        self.status_plot.setMaximumHeight(110)
-        self.status_plot.setMenuEnabled(False)
-        self.status_plot.setMouseEnabled(x=False, y=False)
-        self.status_plot.hideButtons()
-        self.status_plot.getAxis("left").setTicks([[(i, s) for i, s in enumerate(STATUS_LABELS)]])
-        self.status_plot.setLabel("bottom", "accounts by margin status")
-        self._bars = pg.BarGraphItem(x0=np.zeros(4), y=np.arange(4), height=0.7, width=np.zeros(4),
-                                     brushes=[STATUS_ACCENT[i] for i in range(4)])
-        self.status_plot.addItem(self._bars)
-        outer.addWidget(self.status_plot, 1)
+        # the bar chart (pyqtgraph) is made with the first live numbers, not before the window first paints
+        self.status_plot: Any = None
+        self._bars: Any = None
+        self._plot_box = QVBoxLayout()
+        outer.addLayout(self._plot_box, 1)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         outer.addWidget(self.message)
@@ -152,7 +145,25 @@ class OverviewDock(QWidget):
             figures = live_figures(engine, m.stale_securities(), m.feed_state())
             counts = np.bincount(np.asarray(engine.status, np.int64), minlength=4)[:4]
         self.show_figures(figures)
+        if self._bars is None:
+            self._make_plot()
         self._bars.setOpts(width=counts.astype(float))
+        self.status_plot.setXRange(0, max(1.0, float(counts.max())) * 1.05, padding=0)
+
+    def _make_plot(self) -> None:
+        import pyqtgraph as pg
+
+        self.status_plot = pg.PlotWidget()
+        self.status_plot.setMaximumHeight(110)
+        self.status_plot.setMenuEnabled(False)
+        self.status_plot.setMouseEnabled(x=False, y=False)
+        self.status_plot.hideButtons()
+        self.status_plot.getAxis("left").setTicks([[(i, s) for i, s in enumerate(STATUS_LABELS)]])
+        self.status_plot.setLabel("bottom", "accounts by margin status")
+        self._bars = pg.BarGraphItem(x0=np.zeros(4), y=np.arange(4), height=0.7, width=np.zeros(4),
+                                     brushes=[STATUS_ACCENT[i] for i in range(4)])
+        self.status_plot.addItem(self._bars)
+        self._plot_box.addWidget(self.status_plot)
 
     def refresh(self) -> None:
         if self.store is None or self.tasks is None or self._loading:
