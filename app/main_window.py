@@ -157,6 +157,8 @@ class MainWindow(QMainWindow):
         self.alerts.account_selected.connect(self.drilldown.show_account)
         self.apply_default_layout()
         self.restored = self.restore_layout() if restore else False
+        if not self.restored:  # a first start: the margin desk's docks, not thirty tabs (View ▸ Workspaces)
+            self.apply_workspace("Margin desk")
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(500)
         self._status_timer.timeout.connect(self.update_status)

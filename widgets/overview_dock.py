@@ -154,7 +154,8 @@ class OverviewDock(QWidget):
         import pyqtgraph as pg
 
         self.status_plot = pg.PlotWidget()
-        self.status_plot.setMaximumHeight(110)
+        self.status_plot.setMinimumHeight(100)
+        self.status_plot.setMaximumHeight(130)
         self.status_plot.setMenuEnabled(False)
         self.status_plot.setMouseEnabled(x=False, y=False)
         self.status_plot.hideButtons()
