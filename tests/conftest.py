@@ -25,6 +25,26 @@ def _pg_reachable() -> bool:
 
 
 @pytest.fixture(autouse=True)
+def _collect_garbage_between_tests() -> Iterator[None]:
+    """Collect a test's cyclic garbage when it ends, once its widgets are closed and deleted.
+
+    Left to the collector's own timing, a previous test's Qt / pyqtgraph wrappers were once finalised
+    inside a later test's nested event loop (qtbot.waitSignal) and PySide aborted the whole run."""
+    yield
+    import gc
+    import sys
+
+    if "PySide6.QtWidgets" in sys.modules:
+        from PySide6.QtCore import QCoreApplication, QEvent
+
+        app = QCoreApplication.instance()
+        if app is not None:
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+            app.processEvents()
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's real data directory or settings from a test."""
     home = tmp_path_factory.mktemp("rdhome")
