@@ -94,14 +94,14 @@ def _scalar(conn: Any, sql: str, **args: Any) -> Any:
 def store_figures(store: Store, now: datetime | None = None) -> list[Figure]:
     """Liquidity, operational and compliance figures from the store (one transaction)."""
     from services import kri
-    from services.risk_runs import load_run, runs
+    from services.risk_runs import runs
 
     now = now or datetime.now(UTC)
     today = now.date()
     out: list[Figure] = []
     lcs_runs = [r for r in runs(store, "lcs", limit=20) if r.status == "done"]
     if lcs_runs:
-        s = load_run(store, lcs_runs[0].id)["summary"]
+        s = lcs_runs[0].summary  # the stored summary: no need to unpack the run's book and results
         buffer = float(s.get("buffer", 0.0))
         passed = bool(s.get("pass"))
         out.append(Figure("lcs_buffer", "Liquidity", "LCS buffer (HKD)", buffer, _money(buffer),
@@ -112,7 +112,7 @@ def store_figures(store: Store, now: datetime | None = None) -> list[Figure]:
                           "run the liquid-capital-shortfall test"))
     stress_runs = [r for r in runs(store, "stress", limit=20) if r.status == "done"]
     if stress_runs:
-        s = load_run(store, stress_runs[0].id)["summary"]
+        s = stress_runs[0].summary
         total = float(s.get("total_call_amount", 0.0) or 0.0)
         out.append(Figure("stress_call", "Liquidity", "Stressed call amount (HKD)", total, _money(total),
                           "warn" if total > 0 else "ok", "stress",

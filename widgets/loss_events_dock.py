@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
-    QDateEdit,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from services import loss_events as le
 from services.auth import User
+from widgets.action_entry import ActionEntry
 from widgets.formatting import money
 from widgets.loss_event_form import LossEventForm
 from widgets.notification_matrix import NotificationMatrixPanel
@@ -134,22 +134,15 @@ class LossEventsDock(QWidget):
         self.detail = QLabel()
         self.detail.setWordWrap(True)
         pl.addWidget(self.detail)
-        act = QHBoxLayout()
-        self.action_title, self.action_owner = QLineEdit(), QLineEdit()
-        self.action_title.setPlaceholderText("corrective action for the selected event")
-        self.action_owner.setPlaceholderText("owner (login)")
-        self.action_owner.setMaximumWidth(140)
-        self.action_due = QDateEdit(QDate.currentDate().addDays(30))
-        self.action_due.setDisplayFormat("yyyy-MM-dd")
-        self.action_due.setCalendarPopup(True)
-        self.action_button = QPushButton("Add corrective action")
+        act = ActionEntry("corrective action for the selected event", "Add corrective action", 30)
+        self.action_entry = act
+        self.action_title, self.action_owner, self.action_due = act.title, act.owner, act.due
+        self.action_button = act.button
         self.action_button.clicked.connect(self._add_action)
         self.reported_button = QPushButton("Mark reported")
         self.reported_button.setToolTip("the selected event's route has been reported (everyone on it told)")
         self.reported_button.clicked.connect(self._mark_reported)
-        for part in (self.action_title, self.action_owner, self.action_due, self.action_button, self.reported_button):
-            act.addWidget(part)
-        act.setStretch(0, 1)
+        act.addWidget(self.reported_button)
         pl.addLayout(act)
         self.message = QLabel()
         self.message.setVisible(False)
@@ -287,11 +280,9 @@ class LossEventsDock(QWidget):
         if r is None or self.tasks is None or self.user is None:
             set_tone(self.message, "Select a loss event first", "error")
             return
-        from datetime import date
-
         from services.actions import ActionError
 
-        d = self.action_due.date()
+        title, owner, due = self.action_entry.values()
         eid = int(r["id"])
 
         def done(aid: int) -> None:
@@ -303,9 +294,8 @@ class LossEventsDock(QWidget):
             known = isinstance(e, le.LossEventError | ActionError)
             set_tone(self.message, str(e) if known else error_text(e), "error")
 
-        self.tasks.run(le.add_corrective_action, self.store, self.user, eid, self.action_title.text(),
-                       self.action_owner.text(), date(d.year(), d.month(), d.day()), on_done=done, on_error=failed,
-                       name="loss event action")
+        self.tasks.run(le.add_corrective_action, self.store, self.user, eid, title, owner, due, on_done=done,
+                       on_error=failed, name="loss event action")
 
     def _recorded(self, new_id: int) -> None:
         self.submitted.emit(new_id)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QDate, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QDateEdit,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from services import trade_errors as te
+from widgets.action_entry import ActionEntry
 from widgets.records import error_text, hk_time, set_tone
 from widgets.trade_error_form import LEVEL_COLOURS, number
 
@@ -138,18 +138,11 @@ class TicketPanel(QWidget):
         self.rc_button.clicked.connect(self._root_cause)
         cl.addRow("Root cause", self.category)
         cl.addRow("", self.rc_button)
-        act = QHBoxLayout()
-        self.action_title, self.action_owner = QLineEdit(), QLineEdit()
-        self.action_title.setPlaceholderText("corrective action, e.g. add a duplicate-order check")
-        self.action_owner.setPlaceholderText("owner (login)")
-        self.action_owner.setMaximumWidth(120)
-        self.action_due = QDateEdit(QDate.currentDate().addDays(14))
-        self.action_due.setDisplayFormat("yyyy-MM-dd")
-        self.action_due.setCalendarPopup(True)
-        self.action_button = QPushButton("Add action")
+        act = ActionEntry("corrective action, e.g. add a duplicate-order check", "Add action", 14, owner_width=120)
+        self.action_entry = act
+        self.action_title, self.action_owner, self.action_due = act.title, act.owner, act.due
+        self.action_button = act.button
         self.action_button.clicked.connect(self._add_action)
-        for part in (self.action_title, self.action_owner, self.action_due, self.action_button):
-            act.addWidget(part)
         cl.addRow("Action", act)
         self.tabs.addTab(rc, "Root cause (5 whys)")
         self.message = QLabel()
@@ -275,11 +268,7 @@ class TicketPanel(QWidget):
                   ok="P&L resolved")
 
     def _add_action(self) -> None:
-        d = self.action_due.date()
-        from datetime import date
-
-        self._act(te.add_corrective_action, self.action_title.text(), self.action_owner.text(),
-                  date(d.year(), d.month(), d.day()), ok="corrective action opened")
+        self._act(te.add_corrective_action, *self.action_entry.values(), ok="corrective action opened")
 
     def _root_cause(self) -> None:
         self._act(te.set_root_cause, [w.text() for w in self.whys], str(self.category.currentData()),
