@@ -27,7 +27,6 @@ seconds. With ``--feed`` the service follows the price/position feed like the wo
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -35,15 +34,33 @@ import time
 from typing import Any
 
 import numpy as np
+import orjson
 import zmq
+from zmq.backend import Socket as _RawSocket
 
 from services import pretrade_store as ps
-from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order
+from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order, to_json
 from services.store import Store
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024
 OPS = ("check", "fill", "what_if", "ping")
+
+# The request loop calls the socket's compiled methods with plain int flags: pyzmq's multipart helpers
+# combine `zmq.Flag` enums in Python for every frame (13 µs to send an answer of four frames, against
+# 2 µs here), and a readiness test via EVENTS is cheaper than raising `zmq.Again` on an empty socket.
+# Answers to requests that arrived together go out together, up to ANSWER_BATCH: a send that finds the
+# connection idle wakes ZeroMQ's I/O thread (a system call and a thread switch, ~25 µs on the service
+# loop measured at 5,000 requests/s); the rest of a burst rides along.
+ANSWER_BATCH = 8
+_poll = zmq.zmq_poll
+_send = _RawSocket.send
+_recv = _RawSocket.recv
+_get = _RawSocket.get
+_MORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def _tune_gc() -> None:
@@ -79,7 +96,8 @@ class CheckServer:
         self.limits_version = 0
         self.counts = {"check": 0, "fill": 0, "what_if": 0, "ping": 0, "error": 0}
         self._swap: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._decisions: queue.SimpleQueue[Decision | None] = queue.SimpleQueue()
+        # decisions to store, each with its reasons as encoded for its answer
+        self._decisions: queue.SimpleQueue[tuple[Decision, list[dict[str, Any]]] | None] = queue.SimpleQueue()
         self._approvals: queue.SimpleQueue[tuple[list[bytes], Decision] | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[tuple[list[bytes], dict[str, Any]]] = queue.SimpleQueue()
         self._pending = 0  # approvals being stored, answers not yet sent
@@ -137,24 +155,36 @@ class CheckServer:
                 return
             self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
             self.ready.set()
-            poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
-            while not self._halt.is_set():
-                self._apply_swaps()
-                self._send_deferred(sock)
-                if not poller.poll(2 if self._pending else 100):
+            wait_for = [(sock, _POLLIN)]
+            swaps, replies, halt = self._swap, self._replies, self._halt
+            out: list[tuple[list[bytes], dict[str, Any]]] = []
+            while not halt.is_set():
+                if not swaps.empty():
+                    self._apply_swaps()
+                if not replies.empty():
+                    self._send_deferred(sock)
+                if not _get(sock, _EVENTS) & _POLLIN and not _poll(wait_for, 2 if self._pending else 100):
                     continue
                 for _ in range(1000):  # drain what is waiting, then look at swaps again
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
+                    ready = _get(sock, _EVENTS) & _POLLIN
+                    if out and (not ready or len(out) >= ANSWER_BATCH):
+                        for envelope, reply in out:
+                            self._answer(sock, envelope, reply)
+                        out.clear()
+                    if not ready:
                         break
+                    frames = [_recv(sock, 0)]
+                    while _get(sock, _RCVMORE):
+                        frames.append(_recv(sock, 0))
                     if len(frames) < 2:
                         continue  # no envelope: nobody to answer
-                    reply = self.handle(frames[-1], frames[:-1])
+                    envelope = frames[:-1]
+                    reply = self.handle(frames[-1], envelope)
                     if reply is not None:
-                        sock.send_multipart([*frames[:-1], json.dumps(reply).encode()])
-                self._send_deferred(sock)
+                        out.append((envelope, reply))
+                for envelope, reply in out:
+                    self._answer(sock, envelope, reply)
+                out.clear()
         finally:
             sock.close(0)
             self._listener.stop()
@@ -166,6 +196,12 @@ class CheckServer:
             approver.join(5)
 
     # ------------------------------------------------------------------ requests
+    @staticmethod
+    def _answer(sock: Any, envelope: list[bytes], reply: dict[str, Any]) -> None:
+        for frame in envelope:
+            _send(sock, frame, _MORE)
+        _send(sock, to_json(reply), 0)
+
     def _send_deferred(self, sock: Any) -> None:
         while True:
             try:
@@ -173,7 +209,7 @@ class CheckServer:
             except queue.Empty:
                 return
             self._pending -= 1
-            sock.send_multipart([*envelope, json.dumps(reply).encode()])
+            self._answer(sock, envelope, reply)
 
     def handle(self, raw: bytes, envelope: list[bytes] | None = None) -> dict[str, Any] | None:
         """The answer to one request (never raises); None when it will be sent later (an approval,
@@ -182,7 +218,7 @@ class CheckServer:
             if len(raw) > MAX_REQUEST_BYTES:
                 raise OrderError(f"request of {len(raw):,} bytes is larger than {MAX_REQUEST_BYTES:,}")
             try:
-                req = json.loads(raw)
+                req = orjson.loads(raw)
             except (ValueError, UnicodeDecodeError) as e:
                 raise OrderError(f"request is not valid JSON: {e}") from None
             if not isinstance(req, dict):
@@ -219,12 +255,13 @@ class CheckServer:
             self._pending += 1  # the answer names the release request: sent once it is stored
             self._approvals.put((envelope, d))
             return None
+        reply = d.as_json()
         if self.sync_writes:
-            ps.save_decisions(self.store, [d])
+            ps.save_decisions(self.store, [d], [reply["reasons"]])
         else:
-            self._decisions.put(d)
+            self._decisions.put((d, reply["reasons"]))
         self.engine.record(d)
-        return d.as_json()
+        return reply
 
     def _fill(self, req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("fill")
@@ -260,7 +297,7 @@ class CheckServer:
                 batch.append(d)
             if batch:
                 try:
-                    ps.save_decisions(self.store, batch)  # type: ignore[arg-type]
+                    ps.save_decisions(self.store, [d for d, _ in batch], [why for _, why in batch])
                 except Exception:
                     self.write_errors += 1
                     log.exception("storing %d pre-trade decisions failed", len(batch))
@@ -328,14 +365,14 @@ class CheckServer:
                 self.limits_version += 1
             elif what == "flags":
                 self.engine.set_flags(value)
-            if self.tune_gc and what in ("limits", "flags", "resync"):
-                import gc
-
-                gc.freeze()  # the reloaded objects join the long-lived ones
             elif what == "feed":
                 self._apply_feed(value)
             elif what == "resync":
                 self.engine.margin.reload(self.store.load_book())
+            if self.tune_gc and what in ("limits", "flags", "resync"):
+                import gc
+
+                gc.freeze()  # the reloaded objects join the long-lived ones
 
     # ------------------------------------------------------------------ the feed (optional)
     def _start_feed(self) -> None:

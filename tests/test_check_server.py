@@ -238,3 +238,37 @@ def test_postgres_release_only_through_four_eyes(pg_url: str) -> None:
         server.stop()
         service.dispose()
         owner.dispose()
+
+
+def test_a_burst_of_pipelined_requests_gets_every_answer_to_its_sender(served) -> None:  # type: ignore[no-untyped-def]
+    """A DEALER client sends 40 checks before reading any answer (the service answers a burst together):
+    each answer comes back once, under the envelope of its own request."""
+    _, server, _ = served
+    c = Client(server.endpoint or "", zmq.DEALER)
+    try:
+        qtys = [100 + i for i in range(40)]
+        for i, q in enumerate(qtys):
+            c.sock.send_multipart([str(i).encode(), b"", json.dumps(
+                {"op": "check", "order": _order("RICH", qty=q, price=10.0)}).encode()])
+        got = {}
+        for _ in qtys:
+            frames = c.sock.recv_multipart()
+            got[int(frames[0])] = json.loads(frames[-1])
+        assert sorted(got) == list(range(40))
+        assert {i: r["notional"] for i, r in got.items()} == {i: q * 10.0 for i, q in enumerate(qtys)}
+    finally:
+        c.close()
+
+
+def test_a_feed_resync_reloads_the_book_in_the_tuned_service(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The CLI's service (collector tuned) applies a resync: the book is read again from the store."""
+    st, server, client = served
+    monkeypatch.setattr("gc.freeze", lambda: None)  # the test process keeps its collector as it is
+    server.tune_gc = True
+    before = client.call({"op": "what_if", "order": _order("C1", qty=100, price=100)})["before"]
+    assert before["cash"] == 50_000.0
+    st.save_book(make_book([_acct("M1", -20_000, limit=100_000), _acct("RICH", 10_000_000, limit=0),
+                            _acct("C1", 80_000, type_="cash", limit=0)], [("M1", "A.HK", 1000)]))
+    server._swap.put(("resync", None))
+    assert wait_for(lambda: client.call({"op": "what_if", "order": _order("C1", qty=100, price=100)})
+                    ["before"]["cash"] == 80_000.0, 5)

@@ -246,3 +246,34 @@ def test_market_order_without_price_uses_last_price() -> None:
     o = parse_order({"account": "M1", "code": "A.HK", "side": "buy", "qty": 100, "order_type": "market"})
     d = engine().check(o, T0)
     assert (d.price, d.notional, d.decision) == (100.0, 10_000.0, "accept")
+
+
+@pytest.mark.parametrize("payload,expected", [
+    ({"account": "M1", "code": "A.HK", "side": "buy", "qty": 100, "price": 12.5},
+     Order("M1", "", "A.HK", "buy", 100.0, 12.5, "limit", "")),
+    ({"account": " M1 ", "code": "A.HK\t", "side": "SELL", "qty": 1e3, "price": 3, "trader": " T1",
+      "order_type": "Limit", "client_order_id": "c-1 "},
+     Order("M1", "T1", "A.HK", "sell", 1000.0, 3.0, "limit", "c-1")),
+    ({"account": "\u00a0M1", "code": "A.HK", "side": "buy", "qty": 1, "price": 1},
+     Order("M1", "", "A.HK", "buy", 1.0, 1.0, "limit", "")),
+    ({"account": "M1", "code": "A.HK", "side": "buy", "qty": 1, "price": 1, "trader": None, "client_order_id": None},
+     Order("M1", "", "A.HK", "buy", 1.0, 1.0, "limit", "")),
+    ({"account": "M1", "code": "A.HK", "side": "buy", "qty": 5, "price": None, "order_type": "market"},
+     Order("M1", "", "A.HK", "buy", 5.0, None, "market", "")),
+])
+def test_orders_are_read_the_same_whatever_their_spelling(payload: dict[str, object], expected: Order) -> None:
+    """The service's quick path for a tidy limit order and the full reading agree: whitespace is trimmed,
+    side and order type are case-blind, missing optional fields are empty."""
+    assert parse_order(payload) == expected
+
+
+@pytest.mark.parametrize("payload,message", [
+    ({"account": "M1", "code": "A.HK", "side": "buy", "qty": 1e13, "price": 1}, "order.qty 10000000000000.0 is out of range"),
+    ({"account": "M1", "code": "A.HK", "side": "buy", "qty": 1, "price": float("inf")}, "positive number"),
+    ({"account": "M" * 33, "code": "A.HK", "side": "buy", "qty": 1, "price": 1}, "longer than 32"),
+    ({"account": "", "code": "A.HK", "side": "buy", "qty": 1, "price": 1}, "order.account is missing"),
+    ({"account": "M1", "code": "A.HK", "side": "buy", "qty": 1, "price": 1, "trader": 5}, "order.trader must be text"),
+])
+def test_edge_values_are_refused_by_name(payload: object, message: str) -> None:
+    with pytest.raises(OrderError, match=message.replace(".", r"\.").replace("+", r"\+")):
+        parse_order(payload)
