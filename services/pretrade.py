@@ -26,7 +26,7 @@ rejected ones) feed the count. All totals start again at the trading day's start
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import product
@@ -274,21 +274,38 @@ def _subject_keys(account: str, security: str, trader: str, category: str) -> pr
 
 
 class DailyTotals:
-    """The trading day's filled quantity and notional and accepted-order count, per subject key."""
+    """The trading day's filled quantity and notional and accepted-order count, per subject key.
 
-    def __init__(self, day: date) -> None:
+    Orders are counted only under the subject masks an order-count limit uses (`count_masks`), not
+    all sixteen (a third of the service's per-order work was that bookkeeping); every counted order's
+    subject is kept for the day, so a mask that a limit change brings in is counted from the day's start."""
+
+    def __init__(self, day: date, count_masks: tuple[tuple[bool, ...], ...] = ()) -> None:
         self.day = day
         self.qty: dict[Key, float] = {}
         self.notional: dict[Key, float] = {}
-        self.count: Counter[Key] = Counter()
+        self.count: dict[Key, int] = {}
+        self.count_masks = count_masks
+        self.orders: list[tuple[str, str, str, str]] = []  # today's counted orders: account, security, trader, category
         self.side_notional: dict[tuple[str, str], float] = {}  # (account, side) → notional
 
     def roll(self, day: date) -> bool:
         """Start again when the trading day changes; True when it did."""
         if day == self.day:
             return False
-        self.__init__(day)  # type: ignore[misc]
+        self.__init__(day, self.count_masks)  # type: ignore[misc]
         return True
+
+    def count_under(self, masks: tuple[tuple[bool, ...], ...]) -> None:
+        """Count orders under ``masks`` from now on; masks new to the day are counted from its orders."""
+        new = [m for m in masks if m not in self.count_masks]
+        c = self.count
+        for m in new:
+            for acct, sec, trader, cat in self.orders:
+                k = (acct if m[0] else None, sec if m[1] else None, trader if m[2] else None, cat if m[3] else None)
+                c[k] = c.get(k, 0) + 1
+        if new:
+            self.count_masks = self.count_masks + tuple(new)  # kept for the day: their counts stay whole
 
     def add_fill(self, account: str, security: str, trader: str, category: str, side: str, qty: float,
                  notional: float) -> None:
@@ -299,7 +316,12 @@ class DailyTotals:
         self.side_notional[sk] = self.side_notional.get(sk, 0.0) + notional
 
     def add_order(self, account: str, security: str, trader: str, category: str) -> None:
-        self.count.update(_subject_keys(account, security, trader, category))  # type: ignore[arg-type]
+        self.orders.append((account, security, trader, category))
+        c = self.count
+        for m in self.count_masks:
+            k = (account if m[0] else None, security if m[1] else None, trader if m[2] else None,
+                 category if m[3] else None)
+            c[k] = c.get(k, 0) + 1
 
 
 Applied = tuple[float, str, tuple[bool, ...], str]  # threshold, action, subject mask, label
@@ -344,6 +366,9 @@ class LimitBook:
             self.by_subject.setdefault(key, []).append(
                 (i, self.enabled[i], mask, tuple(sorted(hits, key=lambda h: h[0]))))
         self.subject_masks = tuple(sorted({r.mask for r in self.rules if r.code in rank}, reverse=True))
+        counted = {DIMENSION_MASK[c.dimension] for c in self.enabled if c.metric == "order_count"}
+        counted |= {r.mask for r in self.rules if r.code in rank and self.codes[r.code].metric == "order_count"}
+        self.count_masks = tuple(sorted(counted))  # the subject masks orders are counted under
         grouped: dict[tuple[str, tuple[bool, ...] | None], list[tuple[float, int, LimitCode, str]]] = {}
         for i, c in enumerate(self.enabled):
             mask = None if c.metric in ORDER_METRICS else DIMENSION_MASK[c.dimension]
@@ -375,13 +400,15 @@ class PreTradeEngine:
         self.reject_multiple = float(p.get("size_reject_multiple", 10.0))
         self.dup_window = float(p.get("duplicate_window_seconds", 60.0))
         self.approval_notional = float(p.get("approval_notional", 1_000_000.0))
-        self.totals = DailyTotals(hk_day(now if now is not None else datetime.now(UTC).timestamp()))
+        self.totals = DailyTotals(hk_day(now if now is not None else datetime.now(UTC).timestamp()),
+                                  limits.count_masks)
         self._recent: dict[tuple[str, str, str, float, float], deque[float]] = {}
         self._recent_order: deque[tuple[float, tuple[str, str, str, float, float]]] = deque()
 
     # ------------------------------------------------------------------ reference data
     def set_limits(self, limits: LimitBook) -> None:
         self.limits = limits
+        self.totals.count_under(limits.count_masks)
 
     def set_flags(self, flags: Flags) -> None:
         self.flags = flags

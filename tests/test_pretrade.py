@@ -196,6 +196,23 @@ def test_daily_totals_count_fills_and_orders_and_reset_next_day() -> None:
     assert e.totals.notional == {}
 
 
+def test_an_order_count_limit_brought_in_mid_day_counts_the_day_from_its_start() -> None:
+    """Orders are counted only under the masks an order-count limit uses; a trader-wide count rule
+    approved at noon sees the trader's orders since the morning, and a rejected order never counts."""
+    e = engine([c for c in CODES if c.code == "CL_DAY_COUNT"])  # client-wide: 2 a day
+    for i in range(3):
+        e.record(e.check(order("RICH", qty=10 + i, price=100, trader="tom"), T0 + i))
+    e.record(e.check(order("M1", qty=10, price=100, trader="tom"), T0 + 5))
+    e.record(e.check(order("M1", qty=1e6, price=100, trader="tom"), T0 + 6))  # rejected: not counted
+    assert e.totals.count == {("RICH", None, None, None): 3, ("M1", None, None, None): 1}
+    rule = LimitRule(9, "tom's orders", "CL_DAY_COUNT", None, None, "tom", None, 4, "reject")
+    e.set_limits(LimitBook([c for c in CODES if c.code == "CL_DAY_COUNT"], [rule]))
+    d = e.check(order("C1", qty=1, price=100, trader="tom"), T0 + 10)  # tom's 5th order today
+    assert [(r.rule, r.observed, r.action) for r in d.reasons] == [("CL_DAY_COUNT · tom's orders", 5.0, "reject")]
+    d = e.check(order("C1", qty=1, price=100, trader="ann"), T0 + 11)
+    assert d.reasons == []
+
+
 def test_fill_moves_position_cash_and_margin() -> None:
     e = engine()
     out = e.fill(order("M1", qty=200, price=100), T0)  # cash −40,000; 1,200 A.HK: MV 120,000
