@@ -220,7 +220,8 @@ def _paced(addr: str, orders: list[Any], rate: float, seconds: float, tick: floa
     # the send itself, and every microsecond this client spends is taken from the server on two cores
     from zmq.backend import Socket as Raw
 
-    send, recv, get = Raw.send, Raw.recv, Raw.get
+    send, recv = Raw.send, Raw.recv
+    get: Any = Raw.get  # EVENTS and RCVMORE come back as ints
     more, events, pollin = int(zmq.SNDMORE), int(zmq.EVENTS), int(zmq.POLLIN)
     clock = time.perf_counter
     ids = [str(i).encode() for i in range(n)]

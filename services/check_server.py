@@ -31,6 +31,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ ANSWER_BATCH = 8
 _poll = zmq.zmq_poll
 _send = _RawSocket.send
 _recv = _RawSocket.recv
-_get = _RawSocket.get
+_get: Callable[[Any, int], int] = _RawSocket.get  # type: ignore[assignment]  # EVENTS, RCVMORE: ints
 _MORE = int(zmq.SNDMORE)
 _RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
@@ -182,9 +183,9 @@ class CheckServer:
                     if len(frames) < 2:
                         continue  # no envelope: nobody to answer
                     envelope = frames[:-1]
-                    reply = self.handle(frames[-1], envelope)
-                    if reply is not None:
-                        out.append((envelope, reply))
+                    answer = self.handle(frames[-1], envelope)
+                    if answer is not None:
+                        out.append((envelope, answer))
                 for envelope, reply in out:
                     self._answer(sock, envelope, reply)
                 out.clear()

@@ -371,8 +371,8 @@ class LimitBook:
         self.count_masks = tuple(sorted(counted))  # the subject masks orders are counted under
         grouped: dict[tuple[str, tuple[bool, ...] | None], list[tuple[float, int, LimitCode, str]]] = {}
         for i, c in enumerate(self.enabled):
-            mask = None if c.metric in ORDER_METRICS else DIMENSION_MASK[c.dimension]
-            grouped.setdefault((c.metric, mask), []).append((c.threshold, i, c, c.action))
+            observed_as: tuple[bool, ...] | None = None if c.metric in ORDER_METRICS else DIMENSION_MASK[c.dimension]
+            grouped.setdefault((c.metric, observed_as), []).append((c.threshold, i, c, c.action))
         self.groups = tuple((metric, mask, tuple(sorted(g, key=lambda x: (x[0], x[1]))))
                             for (metric, mask), g in grouped.items())
 
