@@ -324,7 +324,6 @@ class DailyTotals:
             c[k] = c.get(k, 0) + 1
 
 
-Applied = tuple[float, str, tuple[bool, ...], str]  # threshold, action, subject mask, label
 # a code's specific rules for one subject key: code rank, code, subject mask, (threshold, action, label) ascending
 Specific = tuple[int, "LimitCode", tuple[bool, ...], tuple[tuple[float, str, str], ...]]
 
@@ -346,13 +345,6 @@ class LimitBook:
         self.codes = {c.code: c for c in codes}
         self.rules = [r for r in rules if r.active]
         self.enabled = [c for c in codes if c.enabled]
-        self.index: dict[str, dict[tuple[bool, ...], dict[Key, list[Applied]]]] = {}
-        for r in self.rules:
-            c = self.codes.get(r.code)
-            if c is not None:
-                by_mask = self.index.setdefault(r.code, {})
-                by_mask.setdefault(r.mask, {}).setdefault(r.key, []).append(
-                    (r.threshold, r.action or c.action, r.mask, f"{c.code} · {r.name}"))
         rank = {c.code: i for i, c in enumerate(self.enabled)}  # reasons come out in catalogue order
         same: dict[tuple[Key, int], list[tuple[float, str, str]]] = {}
         for r in self.rules:
@@ -375,14 +367,6 @@ class LimitBook:
             grouped.setdefault((c.metric, observed_as), []).append((c.threshold, i, c, c.action))
         self.groups = tuple((metric, mask, tuple(sorted(g, key=lambda x: (x[0], x[1]))))
                             for (metric, mask), g in grouped.items())
-
-    def matching(self, code: str, full: Key) -> list[Applied]:
-        out: list[Applied] = []
-        for mask, by_key in self.index.get(code, {}).items():
-            hit = by_key.get(tuple(v if m else None for v, m in zip(full, mask, strict=True)))  # type: ignore[arg-type]
-            if hit:
-                out.extend(hit)
-        return out
 
 
 class PreTradeEngine:
