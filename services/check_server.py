@@ -172,9 +172,7 @@ class CheckServer:
                 for _ in range(1000):  # drain what is waiting, then look at swaps again
                     ready = _get(sock, _EVENTS) & _POLLIN
                     if out and (not ready or len(out) >= ANSWER_BATCH):
-                        for envelope, reply in out:
-                            self._answer(sock, envelope, reply)
-                        out.clear()
+                        self._answer_all(sock, out)
                     if not ready:
                         break
                     frames = [_recv(sock, 0)]
@@ -186,9 +184,7 @@ class CheckServer:
                     answer = self.handle(frames[-1], envelope)
                     if answer is not None:
                         out.append((envelope, answer))
-                for envelope, reply in out:
-                    self._answer(sock, envelope, reply)
-                out.clear()
+                self._answer_all(sock, out)
         finally:
             sock.close(0)
             self._listener.stop()
@@ -205,6 +201,11 @@ class CheckServer:
         for frame in envelope:
             _send(sock, frame, _MORE)
         _send(sock, to_json(reply), 0)
+
+    def _answer_all(self, sock: Any, out: list[tuple[list[bytes], dict[str, Any]]]) -> None:
+        for envelope, reply in out:
+            self._answer(sock, envelope, reply)
+        out.clear()
 
     def _send_deferred(self, sock: Any) -> None:
         while True:
