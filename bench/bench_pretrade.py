@@ -337,8 +337,8 @@ def _rule_in_force() -> Iterator[dict[str, Any]]:
                 k += 1
                 sock.send_json({"op": "check", "order": {"account": "M1", "code": "A.HK", "side": "buy",
                                                          "qty": 100 + k * 0.001, "price": 100}})
-                r = sock.recv_json()
-                if any(x["rule"].endswith(f"· r{i}") for x in r["reasons"]):  # type: ignore[index, union-attr]
+                r: Any = sock.recv_json()
+                if any(x["rule"].endswith(f"· r{i}") for x in r["reasons"]):
                     break
                 time.sleep(0.002)
             times.append((time.perf_counter() - t_commit) * 1e3)
