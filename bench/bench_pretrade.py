@@ -272,7 +272,8 @@ def _service(db: str, orders: list[Any]) -> Iterator[dict[str, Any]]:
     """The service, its naive baseline, and the floor: the same client against a bare ZeroMQ echo
     server that only decodes and answers (what this machine's loopback, scheduler and Python cost)."""
     results = {}
-    for mode in ("service", "sync", "echo"):
+    os.sync()  # the freshly built store's pages reach the disk now, not during the first measurement
+    for mode in ("echo", "service", "sync"):  # the floor just before the service, in the same conditions
         p, addr = _serve(db, mode)
         try:
             lat = _paced(addr, orders, 5000.0, 4.0)
