@@ -104,6 +104,9 @@ class _Naive:
 
     def __init__(self, engine: Any, fills: list[tuple[Any, ...]]) -> None:
         self.e = engine
+        from services.pretrade import LimitBook
+
+        self.no_limits = LimitBook([], [])  # the built-in checks alone, as the real engine runs them
         self.rules = list(engine.limits.rules)
         self.codes = list(engine.limits.enabled)
         self.fills = fills
@@ -114,9 +117,7 @@ class _Naive:
         e = self.e
         d = e.check.__func__  # built-in checks as the real engine; limit rules naively below
         saved = e.limits
-        global _EMPTY
-        _EMPTY = _EMPTY or _empty()
-        e.limits = _EMPTY
+        e.limits = self.no_limits
         try:
             base = d(e, o, now)
         finally:
@@ -142,15 +143,6 @@ class _Naive:
                 if obs > th and SEVERITY[action] > SEVERITY[worst]:
                     worst = action
         return worst
-
-
-def _empty() -> Any:
-    from services.pretrade import LimitBook
-
-    return LimitBook([], [])
-
-
-_EMPTY: Any = None
 
 
 def _checks(engine: Any, now: float) -> Iterator[dict[str, Any]]:

@@ -47,7 +47,6 @@ ORDER_TYPES = ("limit", "market")
 MAX_QTY = 1e12
 
 # subject masks over (account, security, trader, client_category)
-MASKS: tuple[tuple[bool, ...], ...] = tuple(product((False, True), repeat=4))
 DIMENSION_MASK = {
     "company": (False, False, False, False),
     "client": (True, False, False, False),
@@ -269,8 +268,14 @@ def hk_day(ts: float) -> date:
 
 
 def _subject_keys(account: str, security: str, trader: str, category: str) -> product[tuple[str | None, ...]]:
-    """The order's key under each of the 16 subject masks (in `MASKS` order)."""
+    """The order's key under each of the 16 subject masks."""
     return product((None, account), (None, security), (None, trader), (None, category))
+
+
+def subject_key(mask: tuple[bool, ...], account: str, security: str, trader: str, category: str) -> Key:
+    """The subject's key under ``mask``: its fields where the mask says so, None elsewhere."""
+    return (account if mask[0] else None, security if mask[1] else None, trader if mask[2] else None,
+            category if mask[3] else None)
 
 
 class DailyTotals:
@@ -301,8 +306,8 @@ class DailyTotals:
         new = [m for m in masks if m not in self.count_masks]
         c = self.count
         for m in new:
-            for acct, sec, trader, cat in self.orders:
-                k = (acct if m[0] else None, sec if m[1] else None, trader if m[2] else None, cat if m[3] else None)
+            for subject in self.orders:
+                k = subject_key(m, *subject)
                 c[k] = c.get(k, 0) + 1
         if new:
             self.count_masks = self.count_masks + tuple(new)  # kept for the day: their counts stay whole
@@ -319,8 +324,7 @@ class DailyTotals:
         self.orders.append((account, security, trader, category))
         c = self.count
         for m in self.count_masks:
-            k = (account if m[0] else None, security if m[1] else None, trader if m[2] else None,
-                 category if m[3] else None)
+            k = subject_key(m, account, security, trader, category)
             c[k] = c.get(k, 0) + 1
 
 
@@ -615,8 +619,7 @@ class PreTradeEngine:
         specific: list[Specific] | None = None
         if book.by_subject:
             for m in book.subject_masks:
-                hit = book.by_subject.get((acct if m[0] else None, code if m[1] else None, trader if m[2] else None,
-                                           cat if m[3] else None))
+                hit = book.by_subject.get(subject_key(m, acct, code, trader, cat))
                 if hit:
                     specific = hit if specific is None else specific + hit
         judged = None if specific is None else {h[0] for h in specific}  # codes judged by their specific rules
@@ -655,8 +658,7 @@ class PreTradeEngine:
                code: str, trader: str, cat: str) -> float:
         """Today's running total for the order's subject under ``mask``, this order included."""
         assert mask is not None
-        key = (acct if mask[0] else None, code if mask[1] else None, trader if mask[2] else None,
-               cat if mask[3] else None)
+        key = subject_key(mask, acct, code, trader, cat)
         t = self.totals
         if metric == "daily_qty":
             return t.qty.get(key, 0.0) + qty

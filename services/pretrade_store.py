@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from models import schema as S
 from services import changes
@@ -185,16 +186,11 @@ def save_decisions(store: Store, decisions: list[Decision], reasons: list[list[d
         rows.append((ts, d.trading_day.isoformat(), o.client_order_id, o.account, o.trader, o.code, o.side, o.qty,
                      d.price, d.notional, d.decision, why))
     payload = to_json(rows).decode()
-    with store.begin() as conn:
-        dbapi = conn.connection.driver_connection
-        assert dbapi is not None
-        cur = dbapi.cursor()
-        try:
-            cur.execute(_DECISION_SQL[store.kind], (payload,))
-        except Exception as e:  # driver errors: the transaction rolls back, nothing half-written
-            raise StoreError(f"the store refused {len(rows)} pre-trade decisions: {e}") from e
-        finally:
-            cur.close()
+    try:
+        with store.begin() as conn:
+            conn.exec_driver_sql(_DECISION_SQL[store.kind], (payload,))
+    except DBAPIError as e:  # the transaction rolled back: nothing half-written
+        raise StoreError(f"the store refused {len(rows)} pre-trade decisions: {e.orig}") from e
 
 
 def save_approval(store: Store, d: Decision, user: User = SERVICE_USER) -> Decision:

@@ -272,3 +272,17 @@ def test_a_feed_resync_reloads_the_book_in_the_tuned_service(served, monkeypatch
     server._swap.put(("resync", None))
     assert wait_for(lambda: client.call({"op": "what_if", "order": _order("C1", qty=100, price=100)})
                     ["before"]["cash"] == 80_000.0, 5)
+
+
+def test_a_refused_batch_of_decisions_is_named_and_nothing_of_it_is_kept(served) -> None:  # type: ignore[no-untyped-def]
+    from services.pretrade import Order
+    from services.store import StoreError
+
+    st, server, _ = served
+    good = server.engine.check(Order("RICH", "tom", "A.HK", "buy", 100.0, 100.0, "limit", "ok-1"), 1.8e9)
+    bad = server.engine.check(Order("RICH", "tom", "A.HK", "buy", 200.0, 100.0, "limit", "bad-1"), 1.8e9)
+    bad.decision = "maybe"  # not a decision the store knows
+    before = len(ps.decisions(st))
+    with pytest.raises(StoreError, match="refused 2 pre-trade decisions"):
+        ps.save_decisions(st, [good, bad])
+    assert len(ps.decisions(st)) == before
