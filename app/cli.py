@@ -503,11 +503,14 @@ def cmd_check_server(args: argparse.Namespace) -> int:
         ensure_permissions(store)
     # the request loop gets the interpreter back within 0.5 ms when the writer threads hold it
     sys.setswitchinterval(0.0005)
-    server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes, tune_gc=True)
+    server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes, tune_gc=True,
+                         writer_process=True)
     try:
         server.start()
     except zmq.ZMQError as e:
         raise CliError(f"cannot bind {args.bind}: {e}") from None
+    except RuntimeError as e:
+        raise CliError(f"the check service did not start: {e}") from None
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

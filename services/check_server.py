@@ -16,7 +16,8 @@ frame before it is the envelope, sent back unchanged with the answer. Requests (
 - ``{"op": "ping"}`` → counters and the version of the limits in force.
 - Anything else → ``{"ok": false, "error": "<what is wrong>"}``. The service never dies on input.
 
-Decisions are stored in batches by a writer thread. An ``approval`` is stored with its release
+Decisions are stored in batches off the request loop (`services.decision_writer`: a writer process
+of its own for the CLI's service, else a thread). An ``approval`` is stored with its release
 request by another thread and answered once that is committed (its answer names the request);
 the loop serves other requests meanwhile. Approved limit or list changes reach the
 service through the store's change notifications (PostgreSQL LISTEN/NOTIFY, SQLite polling): the
@@ -40,6 +41,7 @@ import zmq
 from zmq.backend import Socket as _RawSocket
 
 from services import pretrade_store as ps
+from services.decision_writer import DecisionWriter
 from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order, to_json
 from services.store import Store
 
@@ -89,7 +91,8 @@ class CheckServer:
     """Owns the pre-trade engine; `serve_forever` (or `start` for a thread) answers requests."""
 
     def __init__(self, store: Store, bind: str, feed: str | None = None, flags_refresh: float = 3.0,
-                 engine: PreTradeEngine | None = None, sync_writes: bool = False, tune_gc: bool = False) -> None:
+                 engine: PreTradeEngine | None = None, sync_writes: bool = False, tune_gc: bool = False,
+                 writer_process: bool = False) -> None:
         self.store = store
         self.bind = bind
         self.feed_address = feed
@@ -100,8 +103,8 @@ class CheckServer:
         self.limits_version = 0
         self.counts = {"check": 0, "fill": 0, "what_if": 0, "ping": 0, "error": 0}
         self._swap: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        # decisions to store, each with its reasons as encoded for its answer
-        self._decisions: queue.SimpleQueue[tuple[Decision, list[dict[str, Any]]] | None] = queue.SimpleQueue()
+        # decisions to store: a writer process of its own for a service that is a process of its own
+        self._writer = DecisionWriter(store, process=writer_process)
         self._approvals: queue.SimpleQueue[tuple[list[bytes], Decision] | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[tuple[list[bytes], dict[str, Any]]] = queue.SimpleQueue()
         self._pending = 0  # approvals being stored, answers not yet sent
@@ -111,7 +114,7 @@ class CheckServer:
         self._threads: list[threading.Thread] = []
         self._listener: Any = None
         self._subscriber: Any = None
-        self.write_errors = 0
+        self._approval_errors = 0
         self.error: BaseException | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -119,7 +122,7 @@ class CheckServer:
         t = threading.Thread(target=self.serve_forever, name="check-server", daemon=True)
         t.start()
         self._threads.append(t)
-        if not self.ready.wait(10):
+        if not self.ready.wait(60):  # the decision writer process takes a second or two to start
             raise RuntimeError(f"the check service did not start on {self.bind}")
         if self.error is not None:
             raise self.error
@@ -136,8 +139,12 @@ class CheckServer:
         if self.tune_gc:
             _tune_gc()
 
-        writer = threading.Thread(target=self._write_loop, name="check-server-writer", daemon=True)
-        writer.start()
+        try:
+            self._writer.start()
+        except Exception as e:  # the writer process could not start: say so instead of serving unrecorded
+            self.error = e
+            self.ready.set()
+            return
         approver = threading.Thread(target=self._approval_loop, name="check-server-approvals", daemon=True)
         approver.start()
         refresher = threading.Thread(target=self._refresh_loop, name="check-server-flags", daemon=True)
@@ -190,9 +197,8 @@ class CheckServer:
             self._listener.stop()
             if self._subscriber is not None:
                 self._subscriber.stop()
-            self._decisions.put(None)
             self._approvals.put(None)
-            writer.join(5)
+            self._writer.stop()
             approver.join(5)
 
     # ------------------------------------------------------------------ requests
@@ -264,7 +270,7 @@ class CheckServer:
         if self.sync_writes:
             ps.save_decisions(self.store, [d], [reply["reasons"]])
         else:
-            self._decisions.put((d, reply["reasons"]))
+            self._writer.put(ps.decision_row(d, reply["reasons"]))
         self.engine.record(d)
         return reply
 
@@ -286,30 +292,6 @@ class CheckServer:
         return {"ok": True, "account": self.engine.fill(order, now)}
 
     # ------------------------------------------------------------------ background work
-    def _write_loop(self) -> None:
-        while True:
-            first = self._decisions.get()
-            batch = [first] if first is not None else []
-            stop = first is None
-            while len(batch) < 5000:
-                try:
-                    d = self._decisions.get_nowait()
-                except queue.Empty:
-                    break
-                if d is None:
-                    stop = True
-                    break
-                batch.append(d)
-            if batch:
-                try:
-                    ps.save_decisions(self.store, [d for d, _ in batch], [why for _, why in batch])
-                except Exception:
-                    self.write_errors += 1
-                    log.exception("storing %d pre-trade decisions failed", len(batch))
-            if stop:
-                return
-            time.sleep(0.02)  # let a burst collect into one transaction
-
     def _approval_loop(self) -> None:
         while True:
             item = self._approvals.get()
@@ -320,21 +302,19 @@ class CheckServer:
                 ps.save_approval(self.store, d)
                 reply: dict[str, Any] = d.as_json()
             except Exception as e:
-                self.write_errors += 1
+                self._approval_errors += 1
                 log.exception("storing an approval decision failed")
                 reply = _error(f"the order needs a release approval but the request could not be stored: {e}")
             self._replies.put((envelope, reply))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued decisions are stored (tests, shutdown)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self._decisions.empty():
-                time.sleep(0.05)  # the batch taken last may still be committing
-                if self._decisions.empty():
-                    return True
-            time.sleep(0.01)
-        return False
+        return self._writer.flush(timeout)
+
+    @property
+    def write_errors(self) -> int:
+        """Batches of decisions and approvals the store refused."""
+        return self._writer.errors + self._approval_errors
 
     def _on_change(self, payload: dict[str, Any]) -> None:
         """A change request was decided somewhere: reload rules and flags (listener thread)."""

@@ -4,7 +4,8 @@
   trading limits, the limit catalogue and rules, and the trading day's totals so far (fills and
   order counts), so a restarted service carries on where it stopped.
 - `load_flags`, `load_limits` — reloaded by the service when a change request is decided.
-- `save_decisions` — accepted / prompted / rejected decisions, batched (the service's writer thread).
+- `save_decisions`, `decision_row`, `save_decision_rows` — accepted / prompted / rejected decisions,
+  batched (the service's decision writer).
 - `save_approval` — an ``approval`` decision and its four-eyes order-release request, together in
   one transaction (the release shows in the Approvals dock; approving it sets ``released``).
 - `save_fill` — an execution: the fill, the position and the cash balance in one transaction.
@@ -154,43 +155,49 @@ def _decision_row(d: Decision) -> dict[str, Any]:
 
 _DECISION_COLUMNS = ("ts, trading_day, client_order_id, account, trader, code, side, qty, price, notional, "
                      "decision, reasons, released, version")
-# One statement per batch, its rows one JSON parameter expanded by the database: the driver steps once
-# (executemany stepped per row and handed the interpreter back and forth with the request loop each
-# time, the service's largest latency tail) and the rows are encoded in C by orjson.
+# SQLite: one prepared statement stepped per row (the storing runs in a writer process of its own, so
+# its steps hand no interpreter back and forth with the request loop); half the cost of expanding one
+# JSON parameter with json_each/json_extract. PostgreSQL: one statement per batch, its rows one JSON
+# parameter the server expands (one round trip).
 _DECISION_SQL = {
-    "sqlite": f"insert into pretrade_decisions ({_DECISION_COLUMNS}) select "
-              + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(12)) + ", 0, 1 from json_each(?)",
+    "sqlite": f"insert into pretrade_decisions ({_DECISION_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 1)",
     "postgresql": f"insert into pretrade_decisions ({_DECISION_COLUMNS}) select (r->>0)::timestamptz, "
                   "(r->>1)::date, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::float8, (r->>8)::float8, "
                   "(r->>9)::float8, r->>10, (r->11)::text, false, 1 from json_array_elements(%s::json) r",
 }
 
 
-def save_decisions(store: Store, decisions: list[Decision], reasons: list[list[dict[str, Any]]] | None = None) -> None:
-    """Many decisions in one transaction and one statement (the service's writer thread shares the
-    interpreter with the request loop: the less Python per row and the fewer driver calls, the better).
-    ``reasons``: each decision's reasons as already encoded for its answer (else built here)."""
-    if not decisions:
+def decision_row(d: Decision, reasons: list[dict[str, Any]] | None = None) -> tuple[Any, ...]:
+    """A decision as the row `save_decision_rows` stores: JSON-ready, its time as epoch seconds.
+    ``reasons``: the decision's reasons as already encoded for its answer (else built here)."""
+    o = d.order
+    why = [r.as_json() for r in d.reasons] if reasons is None else reasons
+    return (d.ts, d.trading_day.isoformat(), o.client_order_id, o.account, o.trader, o.code, o.side, o.qty,
+            d.price, d.notional, d.decision, why)
+
+
+def save_decision_rows(store: Store, rows: list[Any]) -> None:
+    """Decision rows (`decision_row`, or the same as decoded JSON lists) in one transaction."""
+    if not rows:
         return
-    if reasons is None:
-        reasons = [[r.as_json() for r in d.reasons] for d in decisions]
-    us = np.round(np.fromiter((d.ts for d in decisions), float, len(decisions)) * 1e6).astype("datetime64[us]")
+    us = np.round(np.fromiter((r[0] for r in rows), float, len(rows)) * 1e6).astype("datetime64[us]")
     iso = np.datetime_as_string(us, unit="us").tolist()  # the whole batch at once, not strftime per row
-    if store.kind == "sqlite":  # as SQLAlchemy stores them
-        stamps = [t.replace("T", " ") for t in iso]
+    params: Any
+    if store.kind == "sqlite":  # stamps as SQLAlchemy stores them
+        params = [(ts.replace("T", " "), *r[1:11], to_json(r[11]).decode()) for ts, r in zip(iso, rows, strict=True)]
     else:
-        stamps = [t + "+00:00" for t in iso]
-    rows = []
-    for d, ts, why in zip(decisions, stamps, reasons, strict=True):
-        o = d.order
-        rows.append((ts, d.trading_day.isoformat(), o.client_order_id, o.account, o.trader, o.code, o.side, o.qty,
-                     d.price, d.notional, d.decision, why))
-    payload = to_json(rows).decode()
+        params = (to_json([(ts + "+00:00", *r[1:]) for ts, r in zip(iso, rows, strict=True)]).decode(),)
     try:
         with store.begin() as conn:
-            conn.exec_driver_sql(_DECISION_SQL[store.kind], (payload,))
+            conn.exec_driver_sql(_DECISION_SQL[store.kind], params)
     except DBAPIError as e:  # the transaction rolled back: nothing half-written
         raise StoreError(f"the store refused {len(rows)} pre-trade decisions: {e.orig}") from e
+
+
+def save_decisions(store: Store, decisions: list[Decision], reasons: list[list[dict[str, Any]]] | None = None) -> None:
+    """Many decisions in one transaction (`save_decision_rows`)."""
+    whys: list[Any] = [None] * len(decisions) if reasons is None else reasons
+    save_decision_rows(store, [decision_row(d, why) for d, why in zip(decisions, whys, strict=True)])
 
 
 def save_approval(store: Store, d: Decision, user: User = SERVICE_USER) -> Decision:
