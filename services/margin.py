@@ -134,6 +134,7 @@ class MarginEngine:
         self._nonempty = np.flatnonzero(counts > 0)
         self._seg_starts = self.acct_start[self._nonempty]
         self.pos_key = b.pos_acct.astype(np.int64) * max(b.n_sec, 1) + b.pos_sec
+        self._pos_rows: dict[int, int] | None = None  # built on the first single lookup
         self.im_ratio, self.mm_ratio, self.ratio_source = resolve(
             b, b.pos_acct, b.pos_sec, b.pos_qty, self._ratio_index, self.intraday_session)
         q = b.pos_qty
@@ -333,6 +334,14 @@ class MarginEngine:
         touched = np.unique(acct_idx)
         self.cash_base[touched] = b.cash[touched] @ b.fx
         return self._finish(touched)
+
+    def position_row(self, a: int, s: int) -> int:
+        """Row of one (account, security) position, or -1: a dictionary lookup (the order check asks for
+        one position per order; a binary search of the key array touched a cache line per step)."""
+        rows = self._pos_rows
+        if rows is None:
+            rows = self._pos_rows = dict(zip(self.pos_key.tolist(), range(self.pos_key.shape[0]), strict=True))
+        return rows.get(a * max(self.book.n_sec, 1) + s, -1)
 
     def find_positions(self, acct_idx: np.ndarray, sec_idx: np.ndarray) -> np.ndarray:
         """Row of each (account, security) in the sorted position arrays, or -1."""

@@ -282,8 +282,8 @@ class DailyTotals:
     """The trading day's filled quantity and notional and accepted-order count, per subject key.
 
     Orders are counted only under the subject masks an order-count limit uses (`count_masks`), not
-    all sixteen (a third of the service's per-order work was that bookkeeping); every counted order's
-    subject is kept for the day, so a mask that a limit change brings in is counted from the day's start."""
+    all sixteen (a third of the service's per-order work was that bookkeeping); the day's orders are kept
+    counted by subject, so a mask that a limit change brings in is counted from the day's start."""
 
     def __init__(self, day: date, count_masks: tuple[tuple[bool, ...], ...] = ()) -> None:
         self.day = day
@@ -291,7 +291,9 @@ class DailyTotals:
         self.notional: dict[Key, float] = {}
         self.count: dict[Key, int] = {}
         self.count_masks = count_masks
-        self.orders: list[tuple[str, str, str, str]] = []  # today's counted orders: account, security, trader, category
+        # today's counted orders by subject (account, security, trader, category): one entry per subject,
+        # not per order (a busy day is millions of orders over far fewer subjects)
+        self.subjects: dict[tuple[str, str, str, str], int] = {}
         self.side_notional: dict[tuple[str, str], float] = {}  # (account, side) → notional
 
     def roll(self, day: date) -> bool:
@@ -306,9 +308,9 @@ class DailyTotals:
         new = [m for m in masks if m not in self.count_masks]
         c = self.count
         for m in new:
-            for subject in self.orders:
+            for subject, n in self.subjects.items():
                 k = subject_key(m, *subject)
-                c[k] = c.get(k, 0) + 1
+                c[k] = c.get(k, 0) + n
         if new:
             self.count_masks = self.count_masks + tuple(new)  # kept for the day: their counts stay whole
 
@@ -321,28 +323,35 @@ class DailyTotals:
         self.side_notional[sk] = self.side_notional.get(sk, 0.0) + notional
 
     def add_order(self, account: str, security: str, trader: str, category: str) -> None:
-        self.orders.append((account, security, trader, category))
+        subject = (account, security, trader, category)
+        self.subjects[subject] = self.subjects.get(subject, 0) + 1
         c = self.count
         for m in self.count_masks:
             k = subject_key(m, account, security, trader, category)
             c[k] = c.get(k, 0) + 1
 
 
-# a code's specific rules for one subject key: code rank, code, subject mask, (threshold, action, label) ascending
-Specific = tuple[int, "LimitCode", tuple[bool, ...], tuple[tuple[float, str, str], ...]]
+# a code's specific rules for one subject key: code rank, code, metric kind, key slot, (threshold, action,
+# label) ascending
+Specific = tuple[int, "LimitCode", int, int, tuple[tuple[float, str, str], ...]]
 
 
 ORDER_METRICS = ("order_qty", "order_notional", "position_notional", "price_deviation")  # one value per order
+DAILY_METRICS = ("daily_qty", "daily_notional", "order_count")  # today's total for a subject, this order included
+METRIC_KIND = {m: i for i, m in enumerate(ORDER_METRICS + DAILY_METRICS)}  # how the check reads each metric
 
 
 class LimitBook:
     """The catalogue and its specific rules, arranged for the check.
 
+    - `key_masks`: every subject mask the check looks an order up under (specific rules' subjects and
+      the daily totals of global rules); the order's key under each is built once per check and the
+      rules below refer to it by its place (slot).
     - `by_subject`: specific rules by subject key (its None places are the rule's mask): the order
-      looks up its key under each mask in `subject_masks`, the masks specific rules use.
+      looks up its key under each mask of `subject_slots`.
     - `groups`: the enabled codes' global rules grouped by what they observe (metric and, for a daily
-      total, the subject mask), thresholds ascending: one observation per group, and the usual order
-      that breaks no limit stops at the group's first threshold.
+      total, the subject), thresholds ascending: one observation per group, and the usual order that
+      breaks no limit stops at the group's first threshold.
     A code with a matching specific rule is judged by its specific rules only (RISK_METHODS §5)."""
 
     def __init__(self, codes: list[LimitCode], rules: list[LimitRule]) -> None:
@@ -350,6 +359,12 @@ class LimitBook:
         self.rules = [r for r in rules if r.active]
         self.enabled = [c for c in codes if c.enabled]
         rank = {c.code: i for i, c in enumerate(self.enabled)}  # reasons come out in catalogue order
+        subject_masks = sorted({r.mask for r in self.rules if r.code in rank}, reverse=True)
+        daily_masks = sorted({DIMENSION_MASK[c.dimension] for c in self.enabled if c.metric in DAILY_METRICS}
+                             - set(subject_masks), reverse=True)
+        self.key_masks = tuple(subject_masks + daily_masks)
+        slot: dict[tuple[bool, ...], int] = {m: i for i, m in enumerate(self.key_masks)}
+        self.subject_slots = tuple(range(len(subject_masks)))
         same: dict[tuple[Key, int], list[tuple[float, str, str]]] = {}
         for r in self.rules:
             i = rank.get(r.code)
@@ -358,19 +373,21 @@ class LimitBook:
                 same.setdefault((r.key, i), []).append((r.threshold, r.action or c.action, f"{c.code} · {r.name}"))
         self.by_subject: dict[Key, list[Specific]] = {}
         for (key, i), hits in same.items():
+            c = self.enabled[i]
             mask = tuple(v is not None for v in key)
             self.by_subject.setdefault(key, []).append(
-                (i, self.enabled[i], mask, tuple(sorted(hits, key=lambda h: h[0]))))
-        self.subject_masks = tuple(sorted({r.mask for r in self.rules if r.code in rank}, reverse=True))
+                (i, c, METRIC_KIND[c.metric], slot[mask], tuple(sorted(hits, key=lambda h: h[0]))))
         counted = {DIMENSION_MASK[c.dimension] for c in self.enabled if c.metric == "order_count"}
         counted |= {r.mask for r in self.rules if r.code in rank and self.codes[r.code].metric == "order_count"}
         self.count_masks = tuple(sorted(counted))  # the subject masks orders are counted under
-        grouped: dict[tuple[str, tuple[bool, ...] | None], list[tuple[float, int, LimitCode, str]]] = {}
+        grouped: dict[tuple[str, int], list[tuple[float, int, LimitCode, str]]] = {}
         for i, c in enumerate(self.enabled):
-            observed_as: tuple[bool, ...] | None = None if c.metric in ORDER_METRICS else DIMENSION_MASK[c.dimension]
-            grouped.setdefault((c.metric, observed_as), []).append((c.threshold, i, c, c.action))
-        self.groups = tuple((metric, mask, tuple(sorted(g, key=lambda x: (x[0], x[1]))))
-                            for (metric, mask), g in grouped.items())
+            at = -1 if c.metric in ORDER_METRICS else slot[DIMENSION_MASK[c.dimension]]
+            grouped.setdefault((c.metric, at), []).append((c.threshold, i, c, c.action))
+        # (metric, kind, key slot or -1, lowest threshold, rules by threshold)
+        self.groups = tuple((metric, METRIC_KIND[metric], at, g[0][0], tuple(g))
+                            for (metric, at), g in ((k, sorted(v, key=lambda x: (x[0], x[1])))
+                                                    for k, v in grouped.items()))
 
 
 class PreTradeEngine:
@@ -390,7 +407,7 @@ class PreTradeEngine:
         self.approval_notional = float(p.get("approval_notional", 1_000_000.0))
         self.totals = DailyTotals(hk_day(now if now is not None else datetime.now(UTC).timestamp()),
                                   limits.count_masks)
-        self._recent: dict[tuple[str, str, str, float, float], deque[float]] = {}
+        self._recent: dict[tuple[str, str, str, float, float], float] = {}  # order → when it was last recorded
         self._recent_order: deque[tuple[float, tuple[str, str, str, float, float]]] = deque()
 
     # ------------------------------------------------------------------ reference data
@@ -431,7 +448,7 @@ class PreTradeEngine:
         pos = self._position(a, s)
         self._money(order, a, s, pos, notional, price * fx, reasons)
         self._limit_rules(order, a, s, pos, notional, price, last, fx, reasons)
-        decision = max((r.action for r in reasons), key=SEVERITY.__getitem__, default="accept")
+        decision = max((r.action for r in reasons), key=SEVERITY.__getitem__) if reasons else "accept"
         return Decision(order, decision, reasons, notional, price, now, day)
 
     def record(self, d: Decision) -> None:
@@ -440,7 +457,7 @@ class PreTradeEngine:
             return
         o = d.order
         key = (o.account, o.code, o.side, o.qty, d.price)
-        self._recent.setdefault(key, deque()).append(d.ts)
+        self._recent[key] = d.ts
         self._recent_order.append((d.ts, key))
         a = self.margin.book.acct_index.get(o.account)
         cat = self.flags.category[a] if a is not None else ""
@@ -509,11 +526,8 @@ class PreTradeEngine:
 
     # ------------------------------------------------------------------ built-in checks
     def _position(self, a: int, s: int) -> float:
-        m = self.margin
-        pk = m.pos_key
-        key = a * max(m.book.n_sec, 1) + s
-        i = int(pk.searchsorted(key))  # one scalar search, no temporary arrays
-        return float(m.book.pos_qty[i]) if i < pk.shape[0] and pk[i] == key else 0.0
+        i = self.margin.position_row(a, s)
+        return float(self.margin.book.pos_qty[i]) if i >= 0 else 0.0
 
     def _eligibility(self, o: Order, a: int, s: int, reasons: list[Reason]) -> None:
         b, f = self.margin.book, self.flags
@@ -543,17 +557,14 @@ class PreTradeEngine:
 
     def _duplicate(self, o: Order, price: float, now: float, reasons: list[Reason]) -> None:
         cutoff = now - self.dup_window
-        recent = self._recent_order
+        recent, last_seen = self._recent_order, self._recent
         while recent and recent[0][0] <= cutoff:  # forget what is older than the window
             ts, k = recent.popleft()
-            q = self._recent.get(k)
-            if q:
-                q.popleft()
-                if not q:
-                    del self._recent[k]
-        q = self._recent.get((o.account, o.code, o.side, o.qty, price))
-        if q:
-            age = now - q[-1]
+            if last_seen.get(k) == ts:  # not seen again since
+                del last_seen[k]
+        seen = last_seen.get((o.account, o.code, o.side, o.qty, price))
+        if seen is not None:
+            age = now - seen
             reasons.append(Reason("duplicate", "reject", self.dup_window, age,
                                   f"same order ({o.side} {o.qty:,.0f} {o.code} @ {price:g}) {age:.1f} s ago"))
 
@@ -616,55 +627,50 @@ class PreTradeEngine:
                      fx: float, reasons: list[Reason]) -> None:
         book = self.limits
         acct, code, trader, cat = o.account, o.code, o.trader, self.flags.category[a]
+        # the order's key under each subject mask the rules use, built once
+        keys = [(acct if m[0] else None, code if m[1] else None, trader if m[2] else None, cat if m[3] else None)
+                for m in book.key_masks]
         specific: list[Specific] | None = None
         if book.by_subject:
-            for m in book.subject_masks:
-                hit = book.by_subject.get(subject_key(m, acct, code, trader, cat))
+            for i in book.subject_slots:
+                hit = book.by_subject.get(keys[i])
                 if hit:
                     specific = hit if specific is None else specific + hit
         judged = None if specific is None else {h[0] for h in specific}  # codes judged by their specific rules
-        signed = o.qty if o.side == "buy" else -o.qty
-        per_order = {"order_qty": o.qty, "order_notional": notional,
-                     "position_notional": abs(pos + signed) * price * fx,
-                     "price_deviation": abs(price / last - 1.0) if o.order_type == "limit" and last > 0 else 0.0}
+        qty = o.qty
+        t = self.totals
+        # what each metric kind observes: the order's own values, then where today's totals are kept
+        values = (qty, notional, abs(pos + (qty if o.side == "buy" else -qty)) * price * fx,
+                  abs(price / last - 1.0) if o.order_type == "limit" and last > 0 else 0.0)
+        daily = (t.qty, t.notional, t.count)
+        this = (qty, notional, 1.0)  # the order's own part of each daily total
         fired: list[tuple[int, Reason]] = []
-        for metric, mask, rules in book.groups:
-            observed = per_order.get(metric)
-            if observed is None:
-                observed = self._daily(metric, mask, o.qty, notional, acct, code, trader, cat)
-            if observed <= rules[0][0]:
+        for metric, kind, at, lowest, rules in book.groups:
+            if kind < 4:
+                observed = values[kind]
+            else:
+                observed = daily[kind - 4].get(keys[at], 0.0) + this[kind - 4]
+            if observed <= lowest:
                 continue  # below the lowest threshold of the group: the usual case
             for threshold, i, c, action in rules:
                 if observed <= threshold:
                     break
                 if judged is None or i not in judged:
                     fired.append((i, Reason(c.code, action, threshold, observed, c.name, metric)))
-        for i, c, mask, hits in specific or ():
-            metric = c.metric
-            observed = per_order.get(metric)
-            if observed is None:
-                observed = self._daily(metric, mask, o.qty, notional, acct, code, trader, cat)
+        for i, c, kind, at, hits in specific or ():
+            if kind < 4:
+                observed = values[kind]
+            else:
+                observed = daily[kind - 4].get(keys[at], 0.0) + this[kind - 4]
             if observed <= hits[0][0]:
                 continue
             for threshold, action, label in hits:
                 if observed <= threshold:
                     break
-                fired.append((i, Reason(label, action, threshold, observed, c.name, metric)))
+                fired.append((i, Reason(label, action, threshold, observed, c.name, c.metric)))
         if fired:
             fired.sort(key=_first)  # catalogue order (stable within a code)
             reasons.extend(r for _, r in fired)
-
-    def _daily(self, metric: str, mask: tuple[bool, ...] | None, qty: float, notional: float, acct: str,
-               code: str, trader: str, cat: str) -> float:
-        """Today's running total for the order's subject under ``mask``, this order included."""
-        assert mask is not None
-        key = subject_key(mask, acct, code, trader, cat)
-        t = self.totals
-        if metric == "daily_qty":
-            return t.qty.get(key, 0.0) + qty
-        if metric == "daily_notional":
-            return t.notional.get(key, 0.0) + notional
-        return t.count.get(key, 0) + 1.0  # order_count
 
 
 def _first(item: tuple[int, Reason]) -> int:
