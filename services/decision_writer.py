@@ -22,6 +22,7 @@ import collections
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
@@ -65,10 +66,17 @@ def _writer_process(url: str, conn: Any, nice: int) -> None:
         store.dispose()
 
 
+def _readable(conn: Any) -> bool:
+    """Anything to read, without blocking: one select call (a pipe on Windows is no socket: its poll)."""
+    if os.name == "nt":
+        return bool(conn.poll(0))
+    return bool(select.select((conn,), (), (), 0)[0])
+
+
 class DecisionWriter:
     """Stores the decisions the request loop `put`s, in batches, off the loop's interpreter if asked."""
 
-    def __init__(self, store: Store, process: bool = False, interval: float = 0.02, nice: int = 5) -> None:
+    def __init__(self, store: Store, process: bool = False, interval: float = 0.02, nice: int = 19) -> None:
         if process and store.kind == "sqlite" and store.url.database in (None, "", ":memory:"):
             process = False  # another process cannot see an in-memory database
         self.store = store
@@ -135,17 +143,24 @@ class DecisionWriter:
             raise RuntimeError("the decision writer process did not start")
 
     def _forward(self) -> None:
+        # every wake takes the interpreter from the request loop: plain sleep, one select for the
+        # acknowledgements and a look at the process once a second keep each wake short
+        checked = time.monotonic()
         while True:
-            halted = self._halt.wait(self.interval)
+            time.sleep(self.interval)
+            halted = self._halt.is_set()
             n = len(self._rows)
             if n:
                 self._taken += n  # before they leave the queue: `pending` never reads low
                 batch = [self._rows.popleft() for _ in range(n)]
                 self._store(batch)
             if self._conn is not None:
-                self._read_acks(block=False)
-                if not halted and self._taken > self._done and not self._proc.is_alive():
-                    self._respawn()
+                if _readable(self._conn):
+                    self._read_acks(block=False)
+                if not halted and self._taken > self._done and time.monotonic() - checked > 1.0:
+                    checked = time.monotonic()
+                    if not self._proc.is_alive():
+                        self._respawn()
             if halted and not self._rows:
                 break
         if self._conn is not None:
