@@ -501,7 +501,7 @@ def cmd_check_server(args: argparse.Namespace) -> int:
         from services.auth import ensure_permissions
 
         ensure_permissions(store)
-    # the request loop gets the interpreter back within 0.5 ms when the writer threads hold it
+    # the request loop gets the interpreter back within 0.5 ms when a background thread holds it
     sys.setswitchinterval(0.0005)
     server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes, tune_gc=True,
                          writer_process=True)
