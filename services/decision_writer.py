@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from services import pretrade_store as ps
+from services.pretrade import to_json
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class DecisionWriter:
     # ---------------------------------------------------------------- the request loop's side
     def put(self, row: tuple[Any, ...]) -> None:
         """Queue one decision row (`pretrade_store.decision_row`); never blocks."""
-        self._rows.append(orjson.dumps(row))
+        self._rows.append(to_json(row))  # numpy scalars in a reason are taken as numbers, as in the answer
 
     # ---------------------------------------------------------------- life cycle
     def start(self) -> DecisionWriter:

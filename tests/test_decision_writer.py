@@ -122,6 +122,22 @@ def test_a_writer_process_that_dies_is_replaced(sqlite_url: str) -> None:
     st.dispose()
 
 
+def test_numpy_numbers_in_a_reason_are_stored_as_numbers(sqlite_url: str) -> None:
+    import numpy as np
+
+    st = _store(sqlite_url)
+    _, ds = _decisions(st, 1)
+    w = DecisionWriter(st).start()
+    try:
+        w.put(ps.decision_row(ds[0], [{"rule": "buying_power", "action": "reject", "threshold": np.float64(30_000.0),
+                                       "observed": np.float64(40_000.5), "message": "m"}]))
+        assert w.flush(10) and w.errors == 0
+    finally:
+        w.stop()
+    assert ps.decisions(st)[0].reasons[0]["observed"] == 40_000.5
+    st.dispose()
+
+
 def test_an_in_memory_store_keeps_the_writer_in_a_thread() -> None:
     st = Store("sqlite://")
     assert DecisionWriter(st, process=True).process is False  # another process could not see the database
