@@ -628,8 +628,7 @@ class PreTradeEngine:
         book = self.limits
         acct, code, trader, cat = o.account, o.code, o.trader, self.flags.category[a]
         # the order's key under each subject mask the rules use, built once
-        keys = [(acct if m[0] else None, code if m[1] else None, trader if m[2] else None, cat if m[3] else None)
-                for m in book.key_masks]
+        keys = [subject_key(m, acct, code, trader, cat) for m in book.key_masks]
         specific: list[Specific] | None = None
         if book.by_subject:
             for i in book.subject_slots:
