@@ -267,10 +267,11 @@ class CheckServer:
             self._approvals.put((envelope, d))
             return None
         reply = d.as_json()
+        row = ps.decision_row(d, reply["reasons"])
         if self.sync_writes:
-            ps.save_decisions(self.store, [d], [reply["reasons"]])
+            ps.save_decision_rows(self.store, [row])
         else:
-            self._writer.put(ps.decision_row(d, reply["reasons"]))
+            self._writer.put(row)
         self.engine.record(d)
         return reply
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,60 +67,59 @@ def test_the_writer_process_stores_every_decision_handed_over(backend: str, sqli
     st.dispose()
 
 
-def test_a_refused_batch_is_counted_and_the_next_batch_is_stored(sqlite_url: str) -> None:
+@pytest.fixture
+def on_file(sqlite_url: str) -> Iterator[tuple[Store, list[Any], DecisionWriter]]:
+    """A store file with three decisions to hand over, and a started writer process."""
     st = _store(sqlite_url)
     _, ds = _decisions(st, 3)
     w = DecisionWriter(st, process=True, interval=0.01).start()
-    try:
-        bad = list(ps.decision_row(ds[0]))
-        bad[10] = "maybe"  # not a decision the store knows: the whole batch is refused
-        w.put(tuple(bad))
-        w.put(ps.decision_row(ds[1]))
-        assert w.flush(20)
-        assert w.errors == 1
-        assert ps.decisions(st) == []  # nothing half-written
-        w.put(ps.decision_row(ds[2]))
-        assert w.flush(20)
-        assert w.errors == 1
-    finally:
-        w.stop()
+    yield st, ds, w
+    w.stop()
+    st.dispose()
+
+
+def test_a_refused_batch_is_counted_and_the_next_batch_is_stored(on_file) -> None:  # type: ignore[no-untyped-def]
+    st, ds, w = on_file
+    bad = list(ps.decision_row(ds[0]))
+    bad[10] = "maybe"  # not a decision the store knows: the whole batch is refused
+    w.put(tuple(bad))
+    w.put(ps.decision_row(ds[1]))
+    assert w.flush(20)
+    assert w.errors == 1
+    assert ps.decisions(st) == []  # nothing half-written
+    w.put(ps.decision_row(ds[2]))
+    assert w.flush(20)
+    assert w.errors == 1
     assert [r.client_order_id for r in ps.decisions(st)] == ["o-2"]
-    st.dispose()
 
 
-def test_a_writer_process_that_dies_is_replaced(sqlite_url: str) -> None:
-    st = _store(sqlite_url)
-    _, ds = _decisions(st, 3)
-    w = DecisionWriter(st, process=True, interval=0.01).start()
-    try:
-        first = w._proc
-        os.kill(first.pid, signal.SIGKILL)
-        first.join(10)
-        w.put(ps.decision_row(ds[0]))  # never reached the dead process: a new one stores it
-        assert w.flush(30)
-        assert w._proc is not first and w.errors == 0
-        second = w._proc
-        import sqlite3
+def test_a_writer_process_that_dies_is_replaced(on_file) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
 
-        lock = sqlite3.connect(str(st.url.database), timeout=0)
-        lock.execute("begin immediate")  # the writer waits for the store inside its transaction…
-        w.put(ps.decision_row(ds[1]))
-        deadline = time.monotonic() + 30
-        while w._taken < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        os.kill(second.pid, signal.SIGKILL)  # …and dies there: that batch is counted as maybe lost
-        while w._proc is second and time.monotonic() < deadline:
-            time.sleep(0.02)
-        lock.rollback()
-        lock.close()
-        assert w._proc is not second and w.errors == 1
-        w.put(ps.decision_row(ds[2]))
-        assert w.flush(30)
-    finally:
-        w.stop()
+    st, ds, w = on_file
+    first = w._proc
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(10)
+    w.put(ps.decision_row(ds[0]))  # never reached the dead process: a new one stores it
+    assert w.flush(30)
+    assert w._proc is not first and w.errors == 0
+    second = w._proc
+    lock = sqlite3.connect(str(st.url.database), timeout=0)
+    lock.execute("begin immediate")  # the writer waits for the store inside its transaction…
+    w.put(ps.decision_row(ds[1]))
+    deadline = time.monotonic() + 30
+    while w._taken < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.kill(second.pid, signal.SIGKILL)  # …and dies there: that batch is counted as maybe lost
+    while w._proc is second and time.monotonic() < deadline:
+        time.sleep(0.02)
+    lock.rollback()
+    lock.close()
+    assert w._proc is not second and w.errors == 1
+    w.put(ps.decision_row(ds[2]))
+    assert w.flush(30)
     assert [r.client_order_id for r in ps.decisions(st)] == ["o-0", "o-2"]
-    st.dispose()
 
 
 def test_numpy_numbers_in_a_reason_are_stored_as_numbers(sqlite_url: str) -> None:
