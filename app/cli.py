@@ -36,6 +36,16 @@ def _positive_int(v: str) -> int:
     return n
 
 
+def _tcp_address(text: str) -> str:
+    from services.zmtp import BindError, parse_address
+
+    try:
+        parse_address(text)
+    except BindError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _non_negative_float(v: str) -> float:
     try:
         f = float(v)
@@ -135,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("check-server", help="the order-check service (pre-trade checks over ZeroMQ)")
     s.add_argument("--db", help="store (default: the local demo store)")
-    s.add_argument("--bind", default="tcp://127.0.0.1:5600", help="ZeroMQ address to answer on")
+    s.add_argument("--bind", type=_tcp_address, default="tcp://127.0.0.1:5600",
+                   help="address to answer ZeroMQ clients on (tcp://HOST:PORT)")
     s.add_argument("--feed", help="follow this price/position feed (e.g. tcp://127.0.0.1:5599)")
     s.add_argument("--duration", type=_non_negative_float, help="stop after S seconds")
     s.add_argument("--sync-writes", action="store_true", help=argparse.SUPPRESS)  # benchmark baseline
@@ -489,10 +500,9 @@ def cmd_check_server(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    import zmq
-
     from services.check_server import CheckServer
     from services.store import default_url
+    from services.zmtp import BindError
 
     store = _open_store(args.db or default_url())
     if store.is_empty():
@@ -507,8 +517,8 @@ def cmd_check_server(args: argparse.Namespace) -> int:
                          writer_process=True)
     try:
         server.start()
-    except zmq.ZMQError as e:
-        raise CliError(f"cannot bind {args.bind}: {e}") from None
+    except BindError as e:
+        raise CliError(str(e)) from None
     except RuntimeError as e:
         raise CliError(f"the check service did not start: {e}") from None
     stop = threading.Event()

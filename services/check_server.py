@@ -2,8 +2,10 @@
 
 ``python main.py check-server --db URL --bind tcp://127.0.0.1:PORT [--feed ADDR]``
 
-One ROUTER socket answers REQ and DEALER clients alike: the last frame is the JSON request and every
-frame before it is the envelope, sent back unchanged with the answer. Requests (DESIGN.md):
+It answers ZeroMQ REQ and DEALER clients alike as a ROUTER socket would (`services.zmtp`: the ZeroMQ
+wire protocol spoken by the request loop itself, without libzmq's I/O thread): the last frame is the
+JSON request and every frame before it is the envelope, sent back unchanged with the answer.
+Requests (DESIGN.md):
 
 - ``{"op": "check", "order": {account, trader, code, side, qty, price, order_type, client_order_id}}``
   → ``{"ok": true, "decision": "accept" | "prompt" | "approval" | "reject", "reasons": [{rule, action,
@@ -32,38 +34,26 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
-import zmq
-from zmq.backend import Socket as _RawSocket
 
 from services import pretrade_store as ps
 from services.decision_writer import DecisionWriter
 from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order, to_json
 from services.store import Store
+from services.zmtp import RouterEndpoint
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024
 OPS = ("check", "fill", "what_if", "ping")
 
-# The request loop calls the socket's compiled methods with plain int flags: pyzmq's multipart helpers
-# combine `zmq.Flag` enums in Python for every frame (13 µs to send an answer of four frames, against
-# 2 µs here), and a readiness test via EVENTS is cheaper than raising `zmq.Again` on an empty socket.
-# Answers to requests that arrived together go out together, up to ANSWER_BATCH: a send that finds the
-# connection idle wakes ZeroMQ's I/O thread (a system call and a thread switch, ~25 µs on the service
-# loop measured at 5,000 requests/s); the rest of a burst rides along.
-ANSWER_BATCH = 8
-_poll = zmq.zmq_poll
-_send = _RawSocket.send
-_recv = _RawSocket.recv
-_get: Callable[[Any, int], int] = _RawSocket.get  # type: ignore[assignment]  # EVENTS, RCVMORE: ints
-_MORE = int(zmq.SNDMORE)
-_RCVMORE = int(zmq.RCVMORE)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
+# Answers to requests that arrived together are written together, ANSWER_BATCH at a time: each write is
+# a system call that on loopback also delivers the bytes to the client, so one write per answer would
+# cost the burst's later requests more than the wait for a few answers costs the earlier ones.
+ANSWER_BATCH = 4
+Route = tuple[int, bytes]  # the connection a request came on and its envelope (wire form)
 
 
 def _tune_gc() -> None:
@@ -105,14 +95,15 @@ class CheckServer:
         self._swap: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         # decisions to store: a writer process of its own for a service that is a process of its own
         self._writer = DecisionWriter(store, process=writer_process)
-        self._approvals: queue.SimpleQueue[tuple[list[bytes], Decision] | None] = queue.SimpleQueue()
-        self._replies: queue.SimpleQueue[tuple[list[bytes], dict[str, Any]]] = queue.SimpleQueue()
+        self._approvals: queue.SimpleQueue[tuple[Route, Decision] | None] = queue.SimpleQueue()
+        self._replies: queue.SimpleQueue[tuple[Route, dict[str, Any]]] = queue.SimpleQueue()
         self._pending = 0  # approvals being stored, answers not yet sent
         self._halt = threading.Event()
         self.ready = threading.Event()
         self.endpoint: str | None = None  # the bound address (a port of 0 or * resolved)
         self._threads: list[threading.Thread] = []
         self._listener: Any = None
+        self._endpoint: RouterEndpoint | None = None
         self._subscriber: Any = None
         self._approval_errors = 0
         self.error: BaseException | None = None
@@ -140,8 +131,15 @@ class CheckServer:
             _tune_gc()
 
         try:
-            self._writer.start()
+            ep = self._endpoint = RouterEndpoint(self.bind, MAX_REQUEST_BYTES)
+        except ValueError as e:  # the address is malformed or taken: `start` raises it
+            self.error = e
+            self.ready.set()
+            return
+        try:
+            self._writer.start(pumped=True)  # a writer process is pumped by this loop between requests
         except Exception as e:  # the writer process could not start: say so instead of serving unrecorded
+            ep.close()
             self.error = e
             self.ready.set()
             return
@@ -153,81 +151,68 @@ class CheckServer:
         self._listener.start()
         if self.feed_address:
             self._start_feed()
-        ctx: Any = zmq.Context.instance()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         try:
-            try:
-                sock.bind(self.bind)
-            except zmq.ZMQError as e:
-                self.error = e
-                self.ready.set()
-                return
-            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.endpoint = ep.endpoint
             self.ready.set()
-            wait_for = [(sock, _POLLIN)]
-            swaps, replies, halt = self._swap, self._replies, self._halt
-            out: list[tuple[list[bytes], dict[str, Any]]] = []
+            swaps, replies, halt, writer = self._swap, self._replies, self._halt, self._writer
+            clock, pumped = time.monotonic, writer.pumped
             while not halt.is_set():
                 if not swaps.empty():
                     self._apply_swaps()
                 if not replies.empty():
-                    self._send_deferred(sock)
-                if not _get(sock, _EVENTS) & _POLLIN and not _poll(wait_for, 2 if self._pending else 100):
-                    continue
-                for _ in range(1000):  # drain what is waiting, then look at swaps again
-                    ready = _get(sock, _EVENTS) & _POLLIN
-                    if out and (not ready or len(out) >= ANSWER_BATCH):
-                        self._answer_all(sock, out)
-                    if not ready:
-                        break
-                    frames = [_recv(sock, 0)]
-                    while _get(sock, _RCVMORE):
-                        frames.append(_recv(sock, 0))
-                    if len(frames) < 2:
-                        continue  # no envelope: nobody to answer
-                    envelope = frames[:-1]
-                    answer = self.handle(frames[-1], envelope)
+                    self._send_deferred(ep)
+                for k, (cid, envelope, body, size) in enumerate(ep.receive(writer.interval if writer.pending()
+                                                                           else 0.1), 1):
+                    answer = self.handle(body, (cid, envelope)) if body is not None else self._too_large(size)
                     if answer is not None:
-                        out.append((envelope, answer))
-                self._answer_all(sock, out)
+                        ep.send(cid, envelope, to_json(answer))
+                    if k % ANSWER_BATCH == 0:
+                        ep.flush()
+                ep.flush()
+                if pumped:
+                    writer.pump(clock())  # decisions to the writer process once per interval, after the answers
         finally:
-            sock.close(0)
-            self._listener.stop()
-            if self._subscriber is not None:
-                self._subscriber.stop()
-            self._approvals.put(None)
-            self._writer.stop()
-            approver.join(5)
+            ep.close()
+            self._stop_background(approver)
+
+    def _stop_background(self, approver: threading.Thread) -> None:
+        self._listener.stop()
+        if self._subscriber is not None:
+            self._subscriber.stop()
+        self._approvals.put(None)
+        self._writer.stop()
+        approver.join(5)
+
+    def _wake(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.wake()
+
+    def _post(self, what: str, value: Any) -> None:
+        """Hand the request loop new limits, flags or feed data (any thread); it takes them before
+        the next request."""
+        self._swap.put((what, value))
+        self._wake()
 
     # ------------------------------------------------------------------ requests
-    @staticmethod
-    def _answer(sock: Any, envelope: list[bytes], reply: dict[str, Any]) -> None:
-        for frame in envelope:
-            _send(sock, frame, _MORE)
-        _send(sock, to_json(reply), 0)
-
-    def _answer_all(self, sock: Any, out: list[tuple[list[bytes], dict[str, Any]]]) -> None:
-        for envelope, reply in out:
-            self._answer(sock, envelope, reply)
-        out.clear()
-
-    def _send_deferred(self, sock: Any) -> None:
+    def _send_deferred(self, ep: RouterEndpoint) -> None:
         while True:
             try:
-                envelope, reply = self._replies.get_nowait()
+                (cid, envelope), reply = self._replies.get_nowait()
             except queue.Empty:
                 return
             self._pending -= 1
-            self._answer(sock, envelope, reply)
+            ep.send(cid, envelope, to_json(reply))
 
-    def handle(self, raw: bytes, envelope: list[bytes] | None = None) -> dict[str, Any] | None:
+    def _too_large(self, size: int) -> dict[str, Any]:
+        self.counts["error"] += 1
+        return _error(f"request of {size:,} bytes is larger than {MAX_REQUEST_BYTES:,}")
+
+    def handle(self, raw: bytes, route: Route | None = None) -> dict[str, Any] | None:
         """The answer to one request (never raises); None when it will be sent later (an approval,
         answered once its release request is stored, while other requests are served meanwhile)."""
         try:
             if len(raw) > MAX_REQUEST_BYTES:
-                raise OrderError(f"request of {len(raw):,} bytes is larger than {MAX_REQUEST_BYTES:,}")
+                return self._too_large(len(raw))
             try:
                 req = orjson.loads(raw)
             except (ValueError, UnicodeDecodeError) as e:
@@ -239,7 +224,7 @@ class CheckServer:
                 raise OrderError(f"unknown op {op!r}: one of {', '.join(OPS)}")
             self.counts[op] += 1
             if op == "check":
-                return self._check(req, envelope)
+                return self._check(req, route)
             if op == "fill":
                 return self._fill(req)
             if op == "what_if":
@@ -254,17 +239,17 @@ class CheckServer:
             log.exception("check service request failed")
             return _error(f"internal error ({type(e).__name__}): {e}")
 
-    def _check(self, req: dict[str, Any], envelope: list[bytes] | None) -> dict[str, Any] | None:
+    def _check(self, req: dict[str, Any], route: Route | None) -> dict[str, Any] | None:
         if "order" not in req:
             raise OrderError("check needs an 'order' object")
         d = self.engine.check(parse_order(req["order"]), time.time())
         if d.decision == "approval":
             self.engine.record(d)
-            if envelope is None:  # called directly: store it now
+            if route is None:  # called directly: store it now
                 ps.save_approval(self.store, d)
                 return d.as_json()
             self._pending += 1  # the answer names the release request: sent once it is stored
-            self._approvals.put((envelope, d))
+            self._approvals.put((route, d))
             return None
         reply = d.as_json()
         row = ps.decision_row(d, reply["reasons"])
@@ -298,7 +283,7 @@ class CheckServer:
             item = self._approvals.get()
             if item is None:
                 return
-            envelope, d = item
+            route, d = item
             try:
                 ps.save_approval(self.store, d)
                 reply: dict[str, Any] = d.as_json()
@@ -306,7 +291,8 @@ class CheckServer:
                 self._approval_errors += 1
                 log.exception("storing an approval decision failed")
                 reply = _error(f"the order needs a release approval but the request could not be stored: {e}")
-            self._replies.put((envelope, reply))
+            self._replies.put((route, reply))
+            self._wake()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued decisions are stored (tests, shutdown)."""
@@ -322,8 +308,8 @@ class CheckServer:
         if payload.get("status") not in (None, "approved") and not payload.get("reload"):
             return
         try:
-            self._swap.put(("limits", ps.load_limits(self.store)))
-            self._swap.put(("flags", ps.load_flags(self.store, self.engine.margin)))
+            self._post("limits", ps.load_limits(self.store))
+            self._post("flags", ps.load_flags(self.store, self.engine.margin))
         except Exception:
             log.exception("reloading limits after a change failed")
 
@@ -335,7 +321,7 @@ class CheckServer:
             try:
                 sig = ps.flags_signature(self.store)
                 if last is not None and sig != last:
-                    self._swap.put(("flags", ps.load_flags(self.store, self.engine.margin)))
+                    self._post("flags", ps.load_flags(self.store, self.engine.margin))
                 last = sig
             except Exception:
                 log.exception("refreshing account and security flags failed")
@@ -364,8 +350,8 @@ class CheckServer:
     def _start_feed(self) -> None:
         from services.feed.subscriber import FeedSubscriber
 
-        self._subscriber = FeedSubscriber(self.feed_address or "", lambda ms: self._swap.put(("feed", ms)),
-                                          lambda _r: self._swap.put(("resync", None)))
+        self._subscriber = FeedSubscriber(self.feed_address or "", lambda ms: self._post("feed", ms),
+                                          lambda _r: self._post("resync", None))
         self._subscriber.start()
 
     def _apply_feed(self, messages: list[Any]) -> None:

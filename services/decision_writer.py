@@ -1,14 +1,16 @@
 """Where the order-check service's decisions are stored, off its request loop.
 
-The request loop hands each decision over as one encoded row (`put`: a tuple to JSON in C, a few
-microseconds). A forwarding thread gathers what arrived every ``interval`` seconds into one batch:
+The request loop hands each decision over as its row (`put`: `pretrade_store.decision_row`, its
+reasons already JSON text). What arrived is sent on every ``interval`` seconds as one batch (`pump`):
 
-- **process mode** (the CLI's service): the batch goes down a pipe to a writer *process* that stores
-  it in one transaction (`pretrade_store.save_decision_rows`) and acknowledges it. The service's own
-  interpreter never runs the storing code. Measured at 5,000 requests/s, storing a batch in a thread
-  of the service held the interpreter lock for 2–5 ms every 20 ms, the whole of the service's latency
-  tail (the SQLAlchemy and row-building work holds it; so does the sqlite3 module around each step);
-  the pipe costs the forwarding thread one write per batch.
+- **process mode** (the CLI's service): the batch goes down a pipe (pickled: one C call for the
+  batch) to a writer *process* that stores it in one transaction (`pretrade_store.save_decision_rows`)
+  and acknowledges it. The service's own interpreter never runs the storing code. Measured at 5,000
+  requests/s, storing a batch in a thread of the service held the interpreter lock for 2–5 ms every
+  20 ms, the whole of the service's latency tail (the SQLAlchemy and row-building work holds it; so
+  does the sqlite3 module around each step). A request loop that pumps the writer itself between
+  requests (``start(pumped=True)``, the check service) leaves no thread to take the interpreter from
+  it; otherwise a forwarding thread pumps.
 - **thread mode** (tests, in-memory stores): the forwarding thread stores the batch itself.
 
 A batch the store refuses is logged and counted in ``errors`` (the service reports it in ``ping``);
@@ -22,16 +24,14 @@ import collections
 import logging
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import threading
 import time
 from typing import Any
 
-import orjson
-
 from services import pretrade_store as ps
-from services.pretrade import to_json
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _writer_process(url: str, conn: Any, nice: int) -> None:
             except EOFError:  # the service is gone
                 return
             stop = batches[-1] == _STOP
-            rows = [r for b in batches if b != _STOP for r in orjson.loads(b)]
+            rows = [r for b in batches if b != _STOP for r in pickle.loads(b)]
             if rows:
                 try:
                     ps.save_decision_rows(store, rows)
@@ -85,7 +85,10 @@ class DecisionWriter:
         self.interval = interval
         self.nice = nice
         self.errors = 0
-        self._rows: collections.deque[bytes] = collections.deque()
+        self._rows: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.pumped = False  # the owner calls `pump` (set by `start`)
+        self._sent_at = 0.0  # when `pump` last sent a batch
+        self._checked = 0.0  # when it last looked at the writer process
         self._taken = 0  # rows taken from the queue (counted before they leave it)
         self._done = 0  # rows stored or refused
         self._halt = threading.Event()
@@ -96,21 +99,45 @@ class DecisionWriter:
     # ---------------------------------------------------------------- the request loop's side
     def put(self, row: tuple[Any, ...]) -> None:
         """Queue one decision row (`pretrade_store.decision_row`); never blocks."""
-        self._rows.append(to_json(row))  # numpy scalars in a reason are taken as numbers, as in the answer
+        self._rows.append(row)
+
+    def pump(self, now: float) -> None:
+        """Send what was put once ``interval`` has passed since the last batch, and take the writer's
+        acknowledgements (the owner of a pumped writer calls this between requests; ``now``: monotonic)."""
+        if self._rows and now - self._sent_at >= self.interval:
+            self._sent_at = now
+            self._send_batch()
+        conn = self._conn
+        if conn is not None:
+            if _readable(conn):
+                self._read_acks(block=False)
+            if self._taken > self._done and now - self._checked > 1.0:
+                self._checked = now
+                if not self._proc.is_alive():
+                    self._respawn()
 
     # ---------------------------------------------------------------- life cycle
-    def start(self) -> DecisionWriter:
+    def start(self, pumped: bool = False) -> DecisionWriter:
+        """Start the writer process (process mode); ``pumped``: the caller will call `pump` often
+        enough (else a forwarding thread does every ``interval``)."""
+        self.pumped = pumped and self.process
         if self.process:
             self._spawn()
-        self._thread = threading.Thread(target=self._forward, name="decision-writer", daemon=True)
-        self._thread.start()
+        if not self.pumped:
+            self._thread = threading.Thread(target=self._forward, name="decision-writer", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Store what is queued, then stop (the writer process too)."""
+        """Store what is queued, then stop (the writer process too). A pumped writer is stopped by its
+        owner's thread."""
         self._halt.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        elif self._conn is not None:
+            if self._rows:
+                self._send_batch()
+            self._finish()
         if self._proc is not None:
             self._proc.join(timeout)
             if self._proc.is_alive():
@@ -146,24 +173,21 @@ class DecisionWriter:
     def _forward(self) -> None:
         # every wake takes the interpreter from the request loop: plain sleep, one select for the
         # acknowledgements and a look at the process once a second keep each wake short
-        checked = time.monotonic()
         while True:
             time.sleep(self.interval)
             halted = self._halt.is_set()
-            n = len(self._rows)
-            if n:
-                self._taken += n  # before they leave the queue: `pending` never reads low
-                batch = [self._rows.popleft() for _ in range(n)]
-                self._store(batch)
-            if self._conn is not None:
-                if _readable(self._conn):
+            if halted:
+                if self._rows:
+                    self._send_batch()
+                if self._conn is not None:
                     self._read_acks(block=False)
-                if not halted and self._taken > self._done and time.monotonic() - checked > 1.0:
-                    checked = time.monotonic()
-                    if not self._proc.is_alive():
-                        self._respawn()
+            else:
+                self.pump(time.monotonic())
             if halted and not self._rows:
                 break
+        self._finish()
+
+    def _finish(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.send_bytes(_STOP)
@@ -172,16 +196,19 @@ class DecisionWriter:
             except (OSError, EOFError):
                 pass
 
-    def _store(self, batch: list[bytes]) -> None:
+    def _send_batch(self) -> None:
+        n = len(self._rows)
+        self._taken += n  # before they leave the queue: `pending` never reads low
+        batch = [self._rows.popleft() for _ in range(n)]
         if self._conn is None:
             try:
-                ps.save_decision_rows(self.store, [orjson.loads(b) for b in batch])
+                ps.save_decision_rows(self.store, batch)
             except Exception:
                 self.errors += 1
                 log.exception("storing %d pre-trade decisions failed", len(batch))
             self._done += len(batch)
             return
-        payload = b"[" + b",".join(batch) + b"]"
+        payload = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
         try:
             self._conn.send_bytes(payload)
         except OSError:  # the writer process is gone: this batch never reached it, a new one takes it

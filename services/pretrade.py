@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import product
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -74,8 +76,8 @@ class OrderError(ValueError):
     """The order (or fill) is malformed; the message names the field and what is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+@dataclass(slots=True)
+class Order:  # not frozen: a frozen dataclass takes 1.3 µs to build, this one 0.25 (one per request)
     account: str
     trader: str
     code: str
@@ -189,6 +191,8 @@ class Decision:
     request_id: int | None = None
 
     def as_json(self) -> dict[str, Any]:
+        if not self.reasons and self.id is None:  # the usual accept
+            return {"ok": True, "decision": self.decision, "reasons": [], "notional": round(self.notional, 2)}
         out: dict[str, Any] = {"ok": True, "decision": self.decision,
                                "reasons": [r.as_json() for r in self.reasons],
                                "notional": round(self.notional, 2)}
@@ -278,6 +282,12 @@ def subject_key(mask: tuple[bool, ...], account: str, security: str, trader: str
             category if mask[3] else None)
 
 
+def key_getter(mask: tuple[bool, ...]) -> Callable[[tuple[Any, ...]], Key]:
+    """`subject_key` under ``mask`` as one C call on the subject row (None, account, security, trader,
+    category): the check builds an order's key under every mask the rules use."""
+    return itemgetter(*(i + 1 if on else 0 for i, on in enumerate(mask)))  # type: ignore[return-value]
+
+
 class DailyTotals:
     """The trading day's filled quantity and notional and accepted-order count, per subject key.
 
@@ -291,6 +301,7 @@ class DailyTotals:
         self.notional: dict[Key, float] = {}
         self.count: dict[Key, int] = {}
         self.count_masks = count_masks
+        self._count_keys = tuple(key_getter(m) for m in count_masks)
         # today's counted orders by subject (account, security, trader, category): one entry per subject,
         # not per order (a busy day is millions of orders over far fewer subjects)
         self.subjects: dict[tuple[str, str, str, str], int] = {}
@@ -313,6 +324,7 @@ class DailyTotals:
                 c[k] = c.get(k, 0) + n
         if new:
             self.count_masks = self.count_masks + tuple(new)  # kept for the day: their counts stay whole
+            self._count_keys = tuple(key_getter(m) for m in self.count_masks)
 
     def add_fill(self, account: str, security: str, trader: str, category: str, side: str, qty: float,
                  notional: float) -> None:
@@ -326,8 +338,9 @@ class DailyTotals:
         subject = (account, security, trader, category)
         self.subjects[subject] = self.subjects.get(subject, 0) + 1
         c = self.count
-        for m in self.count_masks:
-            k = subject_key(m, account, security, trader, category)
+        row = (None, *subject)
+        for key in self._count_keys:
+            k = key(row)
             c[k] = c.get(k, 0) + 1
 
 
@@ -363,6 +376,7 @@ class LimitBook:
         daily_masks = sorted({DIMENSION_MASK[c.dimension] for c in self.enabled if c.metric in DAILY_METRICS}
                              - set(subject_masks), reverse=True)
         self.key_masks = tuple(subject_masks + daily_masks)
+        self.key_getters = tuple(key_getter(m) for m in self.key_masks)
         slot: dict[tuple[bool, ...], int] = {m: i for i, m in enumerate(self.key_masks)}
         self.subject_slots = tuple(range(len(subject_masks)))
         same: dict[tuple[Key, int], list[tuple[float, str, str]]] = {}
@@ -626,9 +640,9 @@ class PreTradeEngine:
     def _limit_rules(self, o: Order, a: int, s: int, pos: float, notional: float, price: float, last: float,
                      fx: float, reasons: list[Reason]) -> None:
         book = self.limits
-        acct, code, trader, cat = o.account, o.code, o.trader, self.flags.category[a]
         # the order's key under each subject mask the rules use, built once
-        keys = [subject_key(m, acct, code, trader, cat) for m in book.key_masks]
+        row = (None, o.account, o.code, o.trader, self.flags.category[a])
+        keys = [key(row) for key in book.key_getters]
         specific: list[Specific] | None = None
         if book.by_subject:
             for i in book.subject_slots:

@@ -163,28 +163,43 @@ _DECISION_SQL = {
     "sqlite": f"insert into pretrade_decisions ({_DECISION_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 1)",
     "postgresql": f"insert into pretrade_decisions ({_DECISION_COLUMNS}) select (r->>0)::timestamptz, "
                   "(r->>1)::date, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::float8, (r->>8)::float8, "
-                  "(r->>9)::float8, r->>10, (r->11)::text, false, 1 from json_array_elements(%s::json) r",
+                  "(r->>9)::float8, r->>10, r->>11, false, 1 from json_array_elements(%s::json) r",
 }
 
 
 def decision_row(d: Decision, reasons: list[dict[str, Any]] | None = None) -> tuple[Any, ...]:
-    """A decision as the row `save_decision_rows` stores: JSON-ready, its time as epoch seconds.
-    ``reasons``: the decision's reasons as already encoded for its answer (else built here)."""
+    """A decision as the row `save_decision_rows` stores: its time as epoch seconds, its reasons as JSON
+    text. ``reasons``: the decision's reasons as already built for its answer (else built here)."""
     o = d.order
-    why = [r.as_json() for r in d.reasons] if reasons is None else reasons
-    return (d.ts, d.trading_day.isoformat(), o.client_order_id, o.account, o.trader, o.code, o.side, o.qty,
+    if reasons is None:
+        reasons = [r.as_json() for r in d.reasons]
+    # numpy numbers in a reason are written as numbers, as in the answer
+    why = to_json(reasons).decode() if reasons else "[]"
+    return (d.ts, _iso_day(d.trading_day), o.client_order_id, o.account, o.trader, o.code, o.side, o.qty,
             d.price, d.notional, d.decision, why)
 
 
+_DAY_TEXT: dict[date, str] = {}
+
+
+def _iso_day(day: date) -> str:
+    text = _DAY_TEXT.get(day)
+    if text is None:
+        if len(_DAY_TEXT) > 64:
+            _DAY_TEXT.clear()
+        text = _DAY_TEXT[day] = day.isoformat()
+    return text
+
+
 def save_decision_rows(store: Store, rows: list[Any]) -> None:
-    """Decision rows (`decision_row`, or the same as decoded JSON lists) in one transaction."""
+    """Decision rows (`decision_row`) in one transaction."""
     if not rows:
         return
     us = np.round(np.fromiter((r[0] for r in rows), float, len(rows)) * 1e6).astype("datetime64[us]")
     iso = np.datetime_as_string(us, unit="us").tolist()  # the whole batch at once, not strftime per row
     params: Any
     if store.kind == "sqlite":  # stamps as SQLAlchemy stores them
-        params = [(ts.replace("T", " "), *r[1:11], to_json(r[11]).decode()) for ts, r in zip(iso, rows, strict=True)]
+        params = [(ts.replace("T", " "), *r[1:]) for ts, r in zip(iso, rows, strict=True)]
     else:
         params = (to_json([(ts + "+00:00", *r[1:]) for ts, r in zip(iso, rows, strict=True)]).decode(),)
     try:

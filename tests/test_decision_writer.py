@@ -185,3 +185,19 @@ def test_the_cli_service_stores_decisions_through_its_writer_process(tmp_path: P
     st = Store(f"sqlite:///{db}")
     assert [r.client_order_id for r in ps.decisions(st)] == [f"cli-{i}" for i in range(40)]
     st.dispose()
+
+
+def test_the_cli_names_an_address_it_cannot_serve(tmp_path: Path) -> None:
+    db = tmp_path / "svc.db"
+    _store(f"sqlite:///{db}").dispose()
+    bad = subprocess.run([sys.executable, str(ROOT / "main.py"), "check-server", "--db", str(db),
+                          "--bind", "ipc:///tmp/riskdesk.sock"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "answers on tcp://HOST:PORT, not 'ipc'" in bad.stderr
+    with socket.socket() as held:  # a port another program listens on
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        taken = subprocess.run([sys.executable, str(ROOT / "main.py"), "check-server", "--db", str(db),
+                                "--bind", f"tcp://127.0.0.1:{port}", "--duration", "5"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert taken.returncode != 0 and f"cannot bind tcp://127.0.0.1:{port}" in taken.stderr, taken.stderr
