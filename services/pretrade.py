@@ -189,6 +189,7 @@ class Decision:
     trading_day: date
     id: int | None = None
     request_id: int | None = None
+    category: str | None = None  # the client's category when checked (None: an unknown account)
 
     def as_json(self) -> dict[str, Any]:
         if not self.reasons and self.id is None:  # the usual accept
@@ -402,6 +403,15 @@ class LimitBook:
         self.groups = tuple((metric, METRIC_KIND[metric], at, g[0][0], tuple(g))
                             for (metric, at), g in ((k, sorted(v, key=lambda x: (x[0], x[1])))
                                                     for k, v in grouped.items()))
+        # the lowest global threshold of each order metric (infinite: none): an order below all four
+        # skips the order-metric groups at once
+        floor = [math.inf] * len(ORDER_METRICS)
+        for _, kind, _, lowest, _ in self.groups:
+            if kind < len(ORDER_METRICS):
+                floor[kind] = min(floor[kind], lowest)
+        self.order_floor = tuple(floor)
+        self.order_groups = tuple(g for g in self.groups if g[1] < len(ORDER_METRICS))
+        self.daily_groups = tuple(g for g in self.groups if g[1] >= len(ORDER_METRICS))
 
 
 class PreTradeEngine:
@@ -463,7 +473,7 @@ class PreTradeEngine:
         self._money(order, a, s, pos, notional, price * fx, reasons)
         self._limit_rules(order, a, s, pos, notional, price, last, fx, reasons)
         decision = max((r.action for r in reasons), key=SEVERITY.__getitem__) if reasons else "accept"
-        return Decision(order, decision, reasons, notional, price, now, day)
+        return Decision(order, decision, reasons, notional, price, now, day, category=self.flags.category[a])
 
     def record(self, d: Decision) -> None:
         """Count a final decision: a non-rejected order counts for duplicates and the daily order count."""
@@ -473,9 +483,7 @@ class PreTradeEngine:
         key = (o.account, o.code, o.side, o.qty, d.price)
         self._recent[key] = d.ts
         self._recent_order.append((d.ts, key))
-        a = self.margin.book.acct_index.get(o.account)
-        cat = self.flags.category[a] if a is not None else ""
-        self.totals.add_order(o.account, o.code, o.trader, cat)
+        self.totals.add_order(o.account, o.code, o.trader, d.category or "")
 
     def fill(self, order: Order, now: float | None = None) -> dict[str, Any]:
         """An execution: positions, cash and the daily totals move; returns the account's new margin."""
@@ -658,18 +666,15 @@ class PreTradeEngine:
         daily = (t.qty, t.notional, t.count)
         this = (qty, notional, 1.0)  # the order's own part of each daily total
         fired: list[tuple[int, Reason]] = []
-        for metric, kind, at, lowest, rules in book.groups:
-            if kind < 4:
-                observed = values[kind]
-            else:
-                observed = daily[kind - 4].get(keys[at], 0.0) + this[kind - 4]
-            if observed <= lowest:
-                continue  # below the lowest threshold of the group: the usual case
-            for threshold, i, c, action in rules:
-                if observed <= threshold:
-                    break
-                if judged is None or i not in judged:
-                    fired.append((i, Reason(c.code, action, threshold, observed, c.name, metric)))
+        floor = book.order_floor
+        if values[0] > floor[0] or values[1] > floor[1] or values[2] > floor[2] or values[3] > floor[3]:
+            for metric, kind, _, lowest, rules in book.order_groups:
+                if values[kind] > lowest:
+                    _fire(fired, metric, values[kind], rules, judged)
+        for metric, kind, at, lowest, rules in book.daily_groups:
+            observed = daily[kind - 4].get(keys[at], 0.0) + this[kind - 4]
+            if observed > lowest:  # else below the group's lowest threshold: the usual case
+                _fire(fired, metric, observed, rules, judged)
         for i, c, kind, at, hits in specific or ():
             if kind < 4:
                 observed = values[kind]
@@ -684,6 +689,17 @@ class PreTradeEngine:
         if fired:
             fired.sort(key=_first)  # catalogue order (stable within a code)
             reasons.extend(r for _, r in fired)
+
+
+def _fire(fired: list[tuple[int, Reason]], metric: str, observed: float,
+          rules: tuple[tuple[float, int, LimitCode, str], ...], judged: set[int] | None) -> None:
+    """The global rules of a group that ``observed`` breaks (thresholds ascending), except codes judged
+    by their specific rules."""
+    for threshold, i, c, action in rules:
+        if observed <= threshold:
+            break
+        if judged is None or i not in judged:
+            fired.append((i, Reason(c.code, action, threshold, observed, c.name, metric)))
 
 
 def _first(item: tuple[int, Reason]) -> int:

@@ -9,6 +9,7 @@ The migration's catalogue applies (CL_ORD_NOTIONAL 5,000,000 approval, CL_DAY_NO
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -145,6 +146,22 @@ def test_approval_creates_a_release_request_that_a_checker_releases(served) -> N
     changes.approve(st, SAM, req.id)
     row = [d for d in ps.decisions(st) if d.id == r["decision_id"]][0]
     assert row.released and row.as_record()["release"] == "released"
+
+
+def test_an_approval_whose_client_has_gone_is_stored_and_the_service_serves_on(served) -> None:  # type: ignore[no-untyped-def]
+    """The answer to an approval waits for its release request; a client gone by then loses only it."""
+    st, server, c = served
+    gone = Client(server.endpoint or "", zmq.DEALER)
+    gone.sock.send_multipart([b"", json.dumps({"op": "check", "order": _order("RICH", qty=10_200, price=100,
+                                                                               coid="big-gone")}).encode()])
+    gone.close()  # without reading the answer
+    assert c.call({"op": "ping"})["ok"] is True
+    assert server.flush()
+    deadline = time.monotonic() + 10
+    while not [d for d in ps.decisions(st) if d.client_order_id == "big-gone" and d.request_id]:
+        assert time.monotonic() < deadline, "the approval was not stored with its release request"
+        time.sleep(0.05)
+    assert c.call({"op": "check", "order": _order(qty=10)})["decision"] == "accept"
 
 
 def test_fill_updates_store_margin_and_daily_totals(served) -> None:  # type: ignore[no-untyped-def]
