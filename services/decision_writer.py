@@ -36,6 +36,13 @@ from services.store import Store
 
 log = logging.getLogger(__name__)
 _STOP = b""  # tells the writer process to finish
+# The writer process stores a batch SLICE_ROWS rows at a time with PAUSE between (one transaction):
+# measured at 5,000 requests/s, a 20 ms batch written in one go held a core for 1–2 ms and cost the
+# service's answers ~0.8 ms of p99 (the same service storing nothing: 1.7 ms, storing in one go: 3.1,
+# in slices of 5: 2.3, in the same minutes). A backlog (BACKLOG rows or more) is written without pauses.
+SLICE_ROWS = 5
+PAUSE = 0.0003
+BACKLOG = 1000
 
 
 def _writer_process(url: str, conn: Any, nice: int) -> None:
@@ -57,7 +64,7 @@ def _writer_process(url: str, conn: Any, nice: int) -> None:
             rows = [r for b in batches if b != _STOP for r in pickle.loads(b)]
             if rows:
                 try:
-                    ps.save_decision_rows(store, rows)
+                    ps.save_decision_rows(store, rows, SLICE_ROWS, PAUSE if len(rows) < BACKLOG else 0.0)
                     conn.send((len(rows), None))
                 except Exception as e:  # refused: reported to the service, which logs and counts it
                     conn.send((len(rows), str(e) or type(e).__name__))

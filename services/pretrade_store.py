@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -191,20 +192,26 @@ def _iso_day(day: date) -> str:
     return text
 
 
-def save_decision_rows(store: Store, rows: list[Any]) -> None:
-    """Decision rows (`decision_row`) in one transaction."""
+def save_decision_rows(store: Store, rows: list[Any], slice_rows: int = 0, pause: float = 0.0) -> None:
+    """Decision rows (`decision_row`) in one transaction; with ``slice_rows``, written that many at a
+    time with ``pause`` seconds between (the writer process: never a core held for long)."""
     if not rows:
         return
     us = np.round(np.fromiter((r[0] for r in rows), float, len(rows)) * 1e6).astype("datetime64[us]")
     iso = np.datetime_as_string(us, unit="us").tolist()  # the whole batch at once, not strftime per row
-    params: Any
     if store.kind == "sqlite":  # stamps as SQLAlchemy stores them
-        params = [(ts.replace("T", " "), *r[1:]) for ts, r in zip(iso, rows, strict=True)]
+        stamped = [(ts.replace("T", " "), *r[1:]) for ts, r in zip(iso, rows, strict=True)]
     else:
-        params = (to_json([(ts + "+00:00", *r[1:]) for ts, r in zip(iso, rows, strict=True)]).decode(),)
+        stamped = [(ts + "+00:00", *r[1:]) for ts, r in zip(iso, rows, strict=True)]
+    step = slice_rows or len(stamped)
+    sql = _DECISION_SQL[store.kind]
     try:
         with store.begin() as conn:
-            conn.exec_driver_sql(_DECISION_SQL[store.kind], params)
+            for k in range(0, len(stamped), step):
+                part = stamped[k:k + step]
+                if k and pause:
+                    time.sleep(pause)
+                conn.exec_driver_sql(sql, part if store.kind == "sqlite" else (to_json(part).decode(),))
     except DBAPIError as e:  # the transaction rolled back: nothing half-written
         raise StoreError(f"the store refused {len(rows)} pre-trade decisions: {e.orig}") from e
 

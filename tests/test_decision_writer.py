@@ -23,7 +23,7 @@ from services import auth
 from services import pretrade_store as ps
 from services.decision_writer import DecisionWriter
 from services.pretrade import Order, PreTradeEngine
-from services.store import Store
+from services.store import Store, StoreError
 from tests.test_check_server import _book
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +91,32 @@ def test_a_refused_batch_is_counted_and_the_next_batch_is_stored(on_file) -> Non
     assert w.flush(20)
     assert w.errors == 1
     assert [r.client_order_id for r in ps.decisions(st)] == ["o-2"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_batch_written_in_slices_is_one_transaction(backend: str, sqlite_url: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    """The writer process stores a batch a few rows at a time: every slice or none is kept, and the
+    reasons come back as they were answered."""
+    st = _store(sqlite_url if backend == "sqlite" else request.getfixturevalue("pg_url"))
+    try:
+        _, ds = _decisions(st, 12)
+        rows = [ps.decision_row(d, [{"rule": "size_vs_normal", "action": "prompt", "threshold": 3.0,
+                                     "observed": 3.5 + i, "message": "m"}] if i == 4 else None)
+                for i, d in enumerate(ds)]
+        bad = list(rows[9])
+        bad[10] = "maybe"  # in the fourth slice of three: the first three were already executed
+        with pytest.raises(StoreError, match="refused 12 pre-trade decisions"):
+            ps.save_decision_rows(st, [*rows[:9], tuple(bad), *rows[10:]], slice_rows=3, pause=0.001)
+        assert ps.decisions(st) == []
+        ps.save_decision_rows(st, rows, slice_rows=5, pause=0.001)
+        got = ps.decisions(st)
+        assert [r.client_order_id for r in got] == [f"o-{i}" for i in range(12)]
+        assert got[4].reasons == [{"rule": "size_vs_normal", "action": "prompt", "threshold": 3.0, "observed": 7.5,
+                                   "message": "m"}]
+        assert got[0].reasons == [] and got[0].ts.timestamp() == pytest.approx(T0, abs=1e-6)
+    finally:
+        st.dispose()
 
 
 def test_a_writer_process_that_dies_is_replaced(on_file) -> None:  # type: ignore[no-untyped-def]
