@@ -154,8 +154,8 @@ def test_an_approval_whose_client_has_gone_is_stored_and_the_service_serves_on(s
     gone = Client(server.endpoint or "", zmq.DEALER)
     gone.sock.send_multipart([b"", json.dumps({"op": "check", "order": _order("RICH", qty=10_200, price=100,
                                                                                coid="big-gone")}).encode()])
-    gone.sock.setsockopt(zmq.LINGER, 5000)  # the request leaves before the socket closes
-    gone.close()  # without reading the answer
+    gone.sock.close(linger=5000)  # without reading the answer, once the request has left
+    gone.ctx.term()
     assert c.call({"op": "ping"})["ok"] is True
     assert server.flush()
     deadline = time.monotonic() + 10
