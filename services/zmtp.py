@@ -92,13 +92,6 @@ READY = command(b"READY", properties([(b"Socket-Type", b"ROUTER")]))
 _SHORT_LAST = [bytes([0, n]) for n in range(256)]  # the header of a last frame of n < 256 bytes
 
 
-def frame(data: bytes, more: bool) -> bytes:
-    n = len(data)
-    if n < 256:
-        return bytes([1 if more else 0, n]) + data
-    return bytes([3 if more else 2]) + _SIZE.pack(n) + data
-
-
 def header(n: int) -> bytes:
     """The header of a message's last frame of ``n`` bytes."""
     return _SHORT_LAST[n] if n < 256 else b"\x02" + _SIZE.pack(n)

@@ -58,6 +58,17 @@ def _zmq(kind: int, endpoint: str) -> tuple[zmq.Context, zmq.Socket]:
     return ctx, s
 
 
+def _still_served(endpoint: str) -> None:
+    """A new REQ client is answered."""
+    ctx, req = _zmq(zmq.REQ, endpoint)
+    try:
+        req.send(b"still here")
+        assert req.recv() == b"still here"
+    finally:
+        req.close(0)
+        ctx.term()
+
+
 def _port(endpoint: str) -> int:
     return int(endpoint.rsplit(":", 1)[1])
 
@@ -226,13 +237,7 @@ def test_peers_that_break_the_protocol_are_closed_and_the_endpoint_serves_on(
         raw.close()
     assert why in caplog.text
     assert echo.ep.refused == 1
-    ctx, req = _zmq(zmq.REQ, echo.ep.endpoint)
-    try:
-        req.send(b"still here")
-        assert req.recv() == b"still here"
-    finally:
-        req.close(0)
-        ctx.term()
+    _still_served(echo.ep.endpoint)
 
 
 def test_the_peer_is_told_why_with_a_zmtp_error(echo: Echo) -> None:
@@ -277,13 +282,7 @@ def test_a_client_that_never_reads_its_answers_is_dropped(echo: Echo, monkeypatc
             while time.monotonic() < deadline:
                 raw.sock.sendall(body)
         assert echo.ep.refused == 1
-        ctx, req = _zmq(zmq.REQ, echo.ep.endpoint)
-        try:
-            req.send(b"others are served")
-            assert req.recv() == b"others are served"
-        finally:
-            req.close(0)
-            ctx.term()
+        _still_served(echo.ep.endpoint)
     finally:
         raw.close()
 
