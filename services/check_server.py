@@ -30,6 +30,7 @@ seconds. With ``--feed`` the service follows the price/position feed like the wo
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -65,8 +66,6 @@ def _tune_gc() -> None:
     request loop collects between batches of requests (`_Collector`), after their answers are sent,
     never while a request waits — measured at 5,000 requests/s, automatic young collections stopped
     the loop mid-burst ~20 times a second for 0.1–1.2 ms each."""
-    import gc
-
     gc.collect()
     gc.freeze()
     gc.disable()
@@ -78,13 +77,9 @@ class _Collector:
     day has built since the book was frozen) — made by the request loop between batches."""
 
     def __init__(self) -> None:
-        import gc
-
-        self._gc = gc
         self.runs = 0
 
     def between(self) -> None:
-        gc = self._gc
         if gc.get_count()[0] < 700:
             return
         self.runs += 1
@@ -115,10 +110,8 @@ class CheckServer:
         self._writer = DecisionWriter(store, process=writer_process)
         self._approvals: queue.SimpleQueue[tuple[Route, Decision] | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[tuple[Route, dict[str, Any]]] = queue.SimpleQueue()
-        self._pending = 0  # approvals being stored, answers not yet sent
         self._halt = threading.Event()
         self.ready = threading.Event()
-        self.endpoint: str | None = None  # the bound address (a port of 0 or * resolved)
         self._threads: list[threading.Thread] = []
         self._listener: Any = None
         self._endpoint: RouterEndpoint | None = None
@@ -170,7 +163,6 @@ class CheckServer:
         if self.feed_address:
             self._start_feed()
         try:
-            self.endpoint = ep.endpoint
             self.ready.set()
             swaps, replies, halt, writer = self._swap, self._replies, self._halt, self._writer
             clock, pumped = time.monotonic, writer.pumped
@@ -195,6 +187,11 @@ class CheckServer:
         finally:
             ep.close()
             self._stop_background(approver)
+
+    @property
+    def endpoint(self) -> str | None:
+        """The bound address (a port of 0 or * resolved); None before the service is bound."""
+        return self._endpoint.endpoint if self._endpoint is not None else None
 
     def _stop_background(self, approver: threading.Thread) -> None:
         self._listener.stop()
@@ -221,7 +218,6 @@ class CheckServer:
                 (cid, envelope), reply = self._replies.get_nowait()
             except queue.Empty:
                 return
-            self._pending -= 1
             ep.send(cid, envelope, to_json(reply))
 
     def _too_large(self, size: int) -> dict[str, Any]:
@@ -269,7 +265,7 @@ class CheckServer:
             if route is None:  # called directly: store it now
                 ps.save_approval(self.store, d)
                 return d.as_json()
-            self._pending += 1  # the answer names the release request: sent once it is stored
+            # the answer names the release request: sent once it is stored
             self._approvals.put((route, d))
             return None
         reply = d.as_json()
@@ -363,8 +359,6 @@ class CheckServer:
             elif what == "resync":
                 self.engine.margin.reload(self.store.load_book())
             if self.tune_gc and what in ("limits", "flags", "resync"):
-                import gc
-
                 gc.freeze()  # the reloaded objects join the long-lived ones
 
     # ------------------------------------------------------------------ the feed (optional)

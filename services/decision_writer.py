@@ -141,9 +141,7 @@ class DecisionWriter:
         self._halt.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        elif self._conn is not None:
-            if self._rows:
-                self._send_batch()
+        else:
             self._finish()
         if self._proc is not None:
             self._proc.join(timeout)
@@ -180,21 +178,15 @@ class DecisionWriter:
     def _forward(self) -> None:
         # every wake takes the interpreter from the request loop: plain sleep, one select for the
         # acknowledgements and a look at the process once a second keep each wake short
-        while True:
+        while not self._halt.is_set():
             time.sleep(self.interval)
-            halted = self._halt.is_set()
-            if halted:
-                if self._rows:
-                    self._send_batch()
-                if self._conn is not None:
-                    self._read_acks(block=False)
-            else:
-                self.pump(time.monotonic())
-            if halted and not self._rows:
-                break
+            self.pump(time.monotonic())
         self._finish()
 
     def _finish(self) -> None:
+        """Send what is left, tell the writer process to finish, and wait for its acknowledgements."""
+        while self._rows:
+            self._send_batch()
         if self._conn is not None:
             try:
                 self._conn.send_bytes(_STOP)

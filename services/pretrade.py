@@ -192,10 +192,8 @@ class Decision:
     category: str | None = None  # the client's category when checked (None: an unknown account)
 
     def as_json(self) -> dict[str, Any]:
-        if not self.reasons and self.id is None:  # the usual accept
-            return {"ok": True, "decision": self.decision, "reasons": [], "notional": round(self.notional, 2)}
         out: dict[str, Any] = {"ok": True, "decision": self.decision,
-                               "reasons": [r.as_json() for r in self.reasons],
+                               "reasons": [r.as_json() for r in self.reasons] if self.reasons else [],
                                "notional": round(self.notional, 2)}
         if self.id is not None:
             out["decision_id"] = self.id

@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -180,16 +181,9 @@ def decision_row(d: Decision, reasons: list[dict[str, Any]] | None = None) -> tu
             d.price, d.notional, d.decision, why)
 
 
-_DAY_TEXT: dict[date, str] = {}
-
-
+@lru_cache(maxsize=64)
 def _iso_day(day: date) -> str:
-    text = _DAY_TEXT.get(day)
-    if text is None:
-        if len(_DAY_TEXT) > 64:
-            _DAY_TEXT.clear()
-        text = _DAY_TEXT[day] = day.isoformat()
-    return text
+    return day.isoformat()
 
 
 def save_decision_rows(store: Store, rows: list[Any], slice_rows: int = 0, pause: float = 0.0) -> None:
