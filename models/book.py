@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 
 ACCOUNT_TYPES = ("cash", "margin", "intraday")
+INDEX_LEVELS = (1, 2, 3)  # an index's level (services/indices.py); level 3: no index
+# a client's trading limits (services/trading_limits.py)
+TRADING_LIMIT_TYPES = ("daily_buy", "daily_sell", "order_notional", "position_notional")
 ACCT_CASH, ACCT_MARGIN, ACCT_INTRADAY = 0, 1, 2
 SIDE_LONG, SIDE_SHORT = 0, 1
 

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, text, update
 
 from models import schema as S
 from services import audit
+from services.errors import AuthError
 from services.store import Store
 
 ROLE_LABELS = {
@@ -33,10 +34,6 @@ DEFAULT_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("auditor", "view", "*"), ("auditor", "view", "audit"),
     ("administrator", "view", "users"), ("administrator", "administer", "users"),
 )
-
-
-class AuthError(RuntimeError):
-    """Login refused or an action not permitted; the message is for the user."""
 
 
 @dataclass(frozen=True)

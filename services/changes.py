@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from models import schema as S
 from services import audit
 from services.auth import AuthError, User, permitted
+from services.change_kinds import KIND_TABLES
+from services.errors import ChangeError, StaleTargetError
 from services.store import Store
 
 DEFAULT_FLOW = ("default", ["supervisor"])
@@ -31,29 +33,6 @@ KEY_COLUMNS = {
     "client_trading_limits": ("id",), "index_haircuts": ("index_id",), "trading_sessions": ("id",),
     "limit_codes": ("code",), "limit_rules": ("id",), "pretrade_decisions": ("id",),
 }
-KIND_TABLES = {
-    "company_parameter": "company_parameters", "financing_limit": "financing_limits", "haircut": "haircuts",
-    "stock_margin_ratio": "stock_margin_ratios", "client_margin_ratio": "client_margin_ratios",
-    "client_group": "client_groups", "stock_group": "stock_groups", "index": "indices",
-    "approval_flow": "approval_flows", "credit_group": "credit_groups",
-    "credit_group_member": "credit_group_members", "company_limit": "company_limits", "blacklist": "blacklist",
-    "client_trading_limit": "client_trading_limits", "short_sell_rule": "short_sell_rules",
-    "index_member": "index_members", "client_group_member": "client_group_members",
-    "stock_group_member": "stock_group_members",
-    "index_haircut": "index_haircuts", "trading_session": "trading_sessions",
-    "limit_code": "limit_codes", "limit_rule": "limit_rules", "order_release": "pretrade_decisions",
-    "stress_exemption": "stress_exemptions", "kri": "kris", "notification_rule": "notification_matrix",
-    "call_deadline": "margin_calls",  # issue 8: a margin call's deadline (services/call_work.py)
-    "borrowing_rule": "borrowing_rules",  # issue 8: currency borrowing reminder rules (services/borrowing.py)
-}
-
-
-class ChangeError(RuntimeError):
-    """A request cannot be made or decided; the message says why, for the user."""
-
-
-class StaleTargetError(ChangeError):
-    """The target changed since the request was made: reload and make a new request."""
 
 
 @dataclass

@@ -19,10 +19,8 @@ from sqlalchemy import text
 
 from services import changes
 from services.auth import User, permitted
+from services.change_kinds import INDEX_KIND, SECURITY_KIND
 from services.store import Store
-
-SECURITY_KIND = "haircut"
-INDEX_KIND = "index_haircut"
 
 
 @dataclass

@@ -25,13 +25,14 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from models.book import INDEX_LEVELS
 from services import changes
 from services.auth import User, permitted
 from services.store import Store
 
 INDEX_KIND = "index"
 MEMBER_KIND = "index_member"
-LEVELS = (1, 2, 3)
+LEVELS = INDEX_LEVELS
 NO_INDEX_LEVEL = 3
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "resources" / "indices.json"
 INITIALISE_REASON = "Initialise the index presets (main Hong Kong and US indices and their levels)"

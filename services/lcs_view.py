@@ -13,14 +13,19 @@ Plain Python (no Qt): the dock calls these in its task runner.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.book import ACCT_CASH, Book
-from services import risk_runs
-from services.auth import User
-from services.store import Store
+from services.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from services import risk_runs
+    from services.auth import User
+    from services.store import Store
+else:  # imported on first use: the LCS dock is built before the store opens (app.cold_start)
+    risk_runs = lazy_module("services.risk_runs")
 
 
 @dataclass

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import text
 
-from services.store import Store
+if TYPE_CHECKING:
+    from services.store import Store
 
 AREAS = ("Credit", "Liquidity", "Operational", "Technology", "Compliance")
 
@@ -88,6 +88,8 @@ def live_figures(engine: Any, stale: np.ndarray | None = None, feed_state: str =
 
 
 def _scalar(conn: Any, sql: str, **args: Any) -> Any:
+    from sqlalchemy import text  # here: the overview dock is built before SQLAlchemy is loaded
+
     return conn.execute(text(sql), args).scalar()
 
 

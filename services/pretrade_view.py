@@ -19,15 +19,20 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import bindparam, text
 
+from services.lazy import lazy_module
 from services.margin import MarginEngine
 from services.pretrade import Decision, LimitCode, LimitRule, Order, OrderError, parse_order
-from services.pretrade_store import DecisionRow, build_engine, decisions, limit_codes, limit_rules
-from services.store import Store
+
+if TYPE_CHECKING:
+    from services import pretrade_store as _pretrade_store
+    from services.pretrade_store import DecisionRow
+    from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _pretrade_store = lazy_module("services.pretrade_store")
 
 MAX_ROWS = 20_000  # decisions the dock keeps
 TEXT_COLUMNS = ("decision", "account", "trader", "code", "side", "rules", "release", "client_order_id")
@@ -72,6 +77,8 @@ def release_text(request_id: int | None, released: bool, status: str | None) -> 
 
 def release_states(store: Store, ids: list[int]) -> dict[int, str]:
     """Decision id → release text for these decisions (those with a release request)."""
+    from sqlalchemy import bindparam, text
+
     out: dict[int, str] = {}
     q = text("select d.id, d.request_id, d.released, r.status from pretrade_decisions d "
              "left join change_requests r on r.id = d.request_id where d.id in :ids and d.request_id is not null"
@@ -114,7 +121,7 @@ def poll_decisions(store: Store, after_id: int = 0, watch: list[int] | None = No
                    limit: int = MAX_ROWS) -> DecisionPoll:
     """Decisions newer than ``after_id`` (at most ``limit`` of the newest) and the release state of
     the new approval decisions and of the ``watch`` ids (approvals still waiting for their release)."""
-    rows = decisions(store, after_id=after_id, limit=limit)
+    rows = _pretrade_store.decisions(store, after_id=after_id, limit=limit)
     ids = [r.id for r in rows if r.request_id and not r.released] + list(watch or [])
     releases = release_states(store, ids) if ids else {}
     return DecisionPoll(rows, decision_columns(rows, releases), releases)
@@ -212,8 +219,8 @@ def load_limits_view(store: Store, user: Any) -> LimitsView:
     from services import changes
     from services.auth import permitted
 
-    codes = limit_codes(store)
-    rules = limit_rules(store)
+    codes = _pretrade_store.limit_codes(store)
+    rules = _pretrade_store.limit_rules(store)
     pending_code: dict[str, tuple[int, str]] = {}
     pending_rule: dict[int, tuple[int, str]] = {}
     inserts = []
@@ -323,10 +330,10 @@ def what_if_order(store: Store, order: Order, margin: MarginEngine | None = None
     engine rebuilt there (rare)."""
     now = time.time() if now is None else now
     book = margin.book if margin is not None else None
-    eng = build_engine(store, now=now, margin=margin)
+    eng = _pretrade_store.build_engine(store, now=now, margin=margin)
     with lock if lock is not None else contextlib.nullcontext():
         if margin is not None and margin.book is not book:
-            eng = build_engine(store, now=now, margin=margin)
+            eng = _pretrade_store.build_engine(store, now=now, margin=margin)
         decision = eng.check(order, now)
         try:
             view: dict[str, dict[str, Any]] | None = eng.what_if(order)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from models import schema as S
 from models.book import ACCOUNT_TYPES, DEFAULT_PARAMETERS, Book, ClientRatios
+from services.errors import StoreError
 
 EXTRA_PARAMETERS: dict[str, tuple[float, str]] = {
     "stale_after_seconds": (5.0, "a price not updated for this long in trading hours is stale"),
@@ -53,10 +54,6 @@ BOOK_TABLES = ("short_sell_history", "lending_inventory",  # keyed by the book's
                "client_group_members", "client_groups", "stock_group_members", "stock_groups",
                "stock_margin_ratios", "index_members", "indices", "positions", "cash_balances",
                "financing_limits", "accounts", "clients", "haircuts", "prices", "securities", "currencies")
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used; the message is meant for the user."""
 
 
 def user_data_dir() -> Path:

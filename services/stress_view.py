@@ -19,15 +19,21 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.book import Book
-from services import risk_runs, stress
-from services.auth import User
+from services import stress
+from services.lazy import lazy_module
 from services.margin import STATUS_NAMES, MarginEngine
-from services.store import Store
+
+if TYPE_CHECKING:
+    from services import risk_runs
+    from services.auth import User
+    from services.store import Store
+else:  # imported on first use: the stress dock is built before the store opens (app.cold_start)
+    risk_runs = lazy_module("services.risk_runs")
 
 EXEMPTION_KIND = "stress_exemption"
 HISTOGRAM_BINS = 40

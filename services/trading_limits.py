@@ -13,11 +13,12 @@ from typing import Any
 
 from sqlalchemy import text
 
+from models.book import TRADING_LIMIT_TYPES
 from services import changes
 from services.auth import User
 from services.store import Store, _as_dt
 
-LIMIT_TYPES = ("daily_buy", "daily_sell", "order_notional", "position_notional")
+LIMIT_TYPES = TRADING_LIMIT_TYPES
 
 
 @dataclass

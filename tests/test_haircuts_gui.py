@@ -17,9 +17,10 @@ from sqlalchemy import text
 from app.tasks import TaskRunner
 from services import changes
 from services.auth import User
+from services.haircuts import validate_haircut
 from services.store import Store
 from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
-from widgets.haircuts_dock import HaircutsDock, validate_haircut
+from widgets.haircuts_dock import HaircutsDock
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
 WAIT = 5000

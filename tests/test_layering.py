@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,19 @@ def test_headless_cli_loads_no_qt() -> None:
             "assert 'PySide6' not in sys.modules, 'Qt imported by a headless command'\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_main_window_opens_without_the_database_stack(tmp_path: Path) -> None:
+    """app.cold_start: the window (every dock built at start, the eager catalogue docks included) is
+    on screen before SQLAlchemy, the schema or pandas are imported; they load with the store, after
+    the first paint. A dock that imports a store service at module level breaks this (services.lazy)."""
+    code = ("import os, sys\nos.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+            "from app.qt_app import create_qapp\nfrom app.main_window import MainWindow\n"
+            "app = create_qapp(['t'])\nw = MainWindow(run_task=lambda *a, **k: None, restore=False)\n"
+            "assert len(w.docks) > 30 and w.catalogue, (len(w.docks), w.catalogue)\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'pandas', 'psycopg', 'openpyxl'}"
+            " | {m for m in sys.modules if m in ('models.schema', 'services.store')})\n"
+            "print(heavy)\nsys.exit(1 if heavy else 0)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "RISKDESK_SETTINGS": str(tmp_path / "layout.ini")})
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -29,8 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
-from services.changes import ChangeRequest
 from widgets.change_dialog import AccountFigures, ChangeRequestDialog, decision_block
 from widgets.formatting import CENTER
 from widgets.records import (
@@ -53,6 +51,8 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import TaskRunner
+    from services.auth import User
+    from services.changes import ChangeRequest
     from services.notify import ChangeListener
     from services.store import Store
 

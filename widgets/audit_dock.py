@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import AuthError, User
 from services.calendar import HK_TZ
-from services.changes import KIND_TABLES
+from services.change_kinds import KIND_TABLES
+from services.errors import AuthError
 from widgets.change_dialog import ChangeRequestDialog, DiffTable
 from widgets.records import (
     ERROR_COLOUR,
@@ -52,6 +52,7 @@ from widgets.tables import fit_columns, make_table
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
     from services.audit import VerifyResult
+    from services.auth import User
     from services.store import Store
 
 ROW_LIMIT = 5000

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from services.calendar import HK_TZ, TradingCalendar
-from widgets.lazy import lazy_module
+from services.lazy import lazy_module
 from widgets.records import error_text, set_tone
 
 if TYPE_CHECKING:

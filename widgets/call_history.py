@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -26,9 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import call_work
+from services.lazy import lazy_module
 from widgets.records import BADGE_TEXT, Field, RecordTableModel, error_text
 from widgets.tables import fit_columns, make_table
+
+if TYPE_CHECKING:
+    from services import call_work
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    call_work = lazy_module("services.call_work")
 
 NOTICE_COLOURS = {"queued": QColor(176, 128, 10), "sent": QColor(35, 134, 54), "failed": QColor(178, 30, 38)}
 EVENT_LABELS = {"open": "opened", "force": "force call", "met": "met", "eod": "end of day", "closed": "closed",

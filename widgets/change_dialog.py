@@ -38,8 +38,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
-from services.changes import ChangeRequest
 from widgets.records import (
     ERROR_COLOUR,
     MUTED_TEXT,
@@ -61,6 +59,8 @@ from widgets.records import (
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
+    from services.changes import ChangeRequest
     from services.live import LiveMonitor
     from services.store import Store
 

@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
 from widgets.records import (
     ERROR_COLOUR,
     OVERDUE_TEXT,
@@ -48,6 +47,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.store import Store
 
 KIND = "client_margin_ratio"

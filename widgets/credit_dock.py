@@ -37,7 +37,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
 from widgets.array_model import ArrayTableModel, Column, number_column
 from widgets.credit_financing import ClientFinancingPanel
 from widgets.credit_groups_panel import CreditGroupsPanel
@@ -66,6 +65,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.live import LiveMonitor
     from services.store import Store
     from widgets.limit_batch_dialog import LimitBatchDialog

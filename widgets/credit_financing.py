@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget
 
-from services.credit import client_financing
+from services.lazy import lazy_module
 from widgets.credit_parts import OVER_TEXT, USAGE_OVER, short_money, usage_text
 from widgets.formatting import money
 from widgets.records import CoalescedLoad, Field, RecordTableModel, error_text
@@ -20,11 +20,15 @@ from widgets.tables import fit_columns, make_table
 if TYPE_CHECKING:
     from app.tasks import TaskRunner
     from services.store import Store
+    pass
+    from services import credit as _credit
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _credit = lazy_module("services.credit")
 
 
 def load_financing(store: Store) -> dict[str, Any]:
     """Task function: `client_financing` with integer keys for the two tables."""
-    f = client_financing(store)
+    f = _credit.client_financing(store)
     f["currencies"] = [{**c, "key": i, "currency_fx": f"{c['currency']} @ {c['fx_rate']:g}"}
                        for i, c in enumerate(f["currencies"])]
     f["over_limit"] = [{**o, "key": i, "usage": float("inf") if o["usage"] is None else o["usage"]}

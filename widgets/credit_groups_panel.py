@@ -26,9 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import credit_groups as cg
-from services.auth import User
-from services.credit import GroupUsage
+from services.lazy import lazy_module
 from widgets.credit_parts import USAGE_OVER, UsageBarDelegate, stretch_column, usage_colour, usage_text
 from widgets.formatting import money
 from widgets.records import ERROR_COLOUR, Field, RecordTableModel, error_text, set_tone
@@ -36,7 +34,12 @@ from widgets.tables import make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import credit_groups as cg
+    from services.auth import User
+    from services.credit import GroupUsage
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    cg = lazy_module("services.credit_groups")
 
 
 class CreditGroupsPanel(QWidget):

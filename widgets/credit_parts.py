@@ -15,13 +15,17 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPalette
 from PySide6.QtWidgets import QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTableView
 
-from services.auth import User
-from services.credit import CreditUsage, GroupUsage, credit_usage
+from services.lazy import lazy_module
 from widgets.array_model import SORT_ROLE
 from widgets.tables import fit_columns
 
 if TYPE_CHECKING:
+    from services import credit as _credit
+    from services.auth import User
+    from services.credit import CreditUsage, GroupUsage
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _credit = lazy_module("services.credit")
 
 KIND = "financing_limit"
 USAGE_OK = QColor(46, 160, 67)  # < 80 %
@@ -85,7 +89,7 @@ def load_credit(store: Store, user: User, engine_view: Any) -> CreditSnapshot:
     """Task function: `credit_usage` over a copy of the engine's arrays (never the live ones)."""
     from services.auth import permitted
 
-    usage = credit_usage(engine_view, store)
+    usage = _credit.credit_usage(engine_view, store)
     return CreditSnapshot(usage, permitted(store, user, "request", KIND), usage.groups)
 
 

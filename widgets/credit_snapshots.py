@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from services.calendar import HK_TZ
-from services.credit import limit_history
+from services.lazy import lazy_module
 from widgets.credit_parts import fit_and_stretch, stretch_column
 from widgets.formatting import money
 from widgets.records import OVERDUE_TEXT, CoalescedLoad, Field, RecordTableModel, error_text
@@ -33,6 +33,10 @@ from widgets.tables import make_table
 if TYPE_CHECKING:
     from app.tasks import TaskRunner
     from services.store import Store
+    pass
+    from services import credit as _credit
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _credit = lazy_module("services.credit")
 
 DEBOUNCE_MS = 300
 
@@ -51,7 +55,7 @@ def hk_to_utc(dt: QDateTime) -> datetime:
 def load_snapshots(store: Store, search: str, start: datetime | None, end: datetime | None
                    ) -> list[dict[str, Any]]:
     """Task function: the limit-change events, newest first, keyed for the table."""
-    events = limit_history(store, start=start, end=end, search=search or None)
+    events = _credit.limit_history(store, start=start, end=end, search=search or None)
     return [{**e, "key": i} for i, e in enumerate(reversed(events))]
 
 

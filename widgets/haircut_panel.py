@@ -27,8 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
-from services.haircuts import validate_haircut
+from services.lazy import lazy_module
 from widgets.records import (
     ERROR_COLOUR,
     OVERDUE_TEXT,
@@ -43,7 +42,12 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.store import Store
+    pass
+    from services import haircuts as _haircuts
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _haircuts = lazy_module("services.haircuts")
 
 PENDING_ROW = QColor(92, 68, 8)
 
@@ -292,7 +296,7 @@ class HaircutPanel(QWidget):
         rec = self.selected_record()
         if not self.haircut_edit.text().strip():
             return None, ""
-        value, why = validate_haircut(self.haircut_edit.text())
+        value, why = _haircuts.validate_haircut(self.haircut_edit.text())
         if value is None:
             return None, why
         if rec is None:

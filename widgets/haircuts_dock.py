@@ -15,22 +15,24 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
-from services.auth import User
-from services.haircuts import (
-    INDEX_KIND,
-    SECURITY_KIND,
-    HaircutsSnapshot,
-    load_haircuts,
-    submit_haircut,
-    submit_index_haircut,
-    validate_haircut,
-)
+from services.change_kinds import INDEX_KIND, SECURITY_KIND
+from services.lazy import lazy_module
 from widgets.haircut_panel import HaircutPanel, HaircutTarget, pending_field, ratio_text
 from widgets.records import CoalescedLoad, Field, error_text
 
 if TYPE_CHECKING:
     from app.tasks import TaskRunner
+    from services import haircuts as _haircuts
+    from services.auth import User
+    from services.haircuts import (
+        HaircutsSnapshot,
+        load_haircuts,
+        submit_haircut,
+        validate_haircut,
+    )
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _haircuts = lazy_module("services.haircuts")
 
 SUSPENDED = QColor(248, 81, 73)
 NO_HAIRCUT = QColor(139, 148, 158)
@@ -56,7 +58,7 @@ def _security_target() -> HaircutTarget:
                 + (f" · {rec['request']}" if rec["request"] else ""))
 
     return HaircutTarget(SECURITY_KIND, "security", "Haircuts — collateral value discount per security", fields,
-                         lambda st, u, i, v, why, rec: submit_haircut(st, u, i, v, why, rec["code"]), describe)
+                         lambda st, u, i, v, why, rec: _haircuts.submit_haircut(st, u, i, v, why, rec["code"]), describe)
 
 
 def _index_target() -> HaircutTarget:
@@ -77,7 +79,7 @@ def _index_target() -> HaircutTarget:
                 + (f" · {rec['request']}" if rec["request"] else ""))
 
     return HaircutTarget(INDEX_KIND, "index", "Index haircuts — used by the SFC liquid-capital test", fields,
-                         lambda st, u, i, v, why, _rec: submit_index_haircut(st, u, i, v, why), describe)
+                         lambda st, u, i, v, why, _rec: _haircuts.submit_index_haircut(st, u, i, v, why), describe)
 
 
 class HaircutsDock(QWidget):
@@ -125,7 +127,7 @@ class HaircutsDock(QWidget):
 
     def _start_load(self, on_done: Any, on_error: Any) -> Any:
         assert self.tasks is not None
-        return self.tasks.run(load_haircuts, self.store, self.user, on_done=on_done, on_error=on_error,
+        return self.tasks.run(_haircuts.load_haircuts, self.store, self.user, on_done=on_done, on_error=on_error,
                               name="haircuts")
 
     def _loaded(self, snap: HaircutsSnapshot) -> None:

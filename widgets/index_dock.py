@@ -31,9 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import indices as idx
-from services import level_weighting
-from services.auth import User
+from models.book import INDEX_LEVELS
+from services.lazy import lazy_module
 from widgets.formatting import CENTER
 from widgets.index_members import MembersPage, SecuritiesPage, caption
 from widgets.level_weighting_view import LevelWeightingView
@@ -51,7 +50,13 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import indices as idx
+    from services import level_weighting
+    from services.auth import User
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    idx = lazy_module("services.indices")
+    level_weighting = lazy_module("services.level_weighting")
 
 
 def _level(v: Any) -> str:
@@ -156,7 +161,7 @@ class IndexDock(QWidget):
         self.market_edit.setPlaceholderText("HK")
         self.market_edit.setMaximumWidth(60)
         self.level_combo = QComboBox()
-        for lv in idx.LEVELS:
+        for lv in INDEX_LEVELS:
             self.level_combo.addItem(f"Level {lv}", lv)
         self.reason_edit = QLineEdit()
         self.reason_edit.setPlaceholderText("reason (shown to the checker)")

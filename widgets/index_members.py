@@ -24,12 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.indices import IndicesSnapshot
 from widgets.formatting import CENTER
 from widgets.records import ERROR_COLOUR, MUTED_TEXT, OVERDUE_TEXT, Field, RecordTableModel
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
+    from services.indices import IndicesSnapshot
     from widgets.index_dock import IndexDock
 
 

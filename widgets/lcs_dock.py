@@ -31,8 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import lcs_view, risk_runs
-from services.auth import User
+from services.lazy import lazy_module
 from widgets.figures import FigureCard
 from widgets.formatting import money
 from widgets.lcs_tables import (
@@ -50,7 +49,12 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import lcs_view, risk_runs
+    from services.auth import User
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    lcs_view = lazy_module("services.lcs_view")
+    risk_runs = lazy_module("services.risk_runs")
 
 BAD_FIELD = f"border: 1px solid {ERROR_COLOUR}"
 

@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
 from services.pretrade_view import LimitsView, number_text, parse_threshold
 from widgets.formatting import CENTER
 from widgets.records import (
@@ -43,6 +42,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.store import Store
 
 VALIDATE_MS = 200

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
 from services.pretrade_view import LimitsView, load_limits_view, number_text, parse_threshold
 from widgets.formatting import CENTER
 from widgets.limit_rules_panel import LimitRulesPanel
@@ -46,6 +45,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.store import Store
 
 ACTIONS = ("prompt", "approval", "reject")

@@ -30,9 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import liquidation_fills
-from services import liquidation_orders as lo
-from services.liquidation_fills import FILLABLE
+from services.lazy import lazy_module
 from widgets.formatting import price, quantity
 from widgets.records import BADGE_TEXT, CoalescedLoad, Field, RecordTableModel, error_text, hk_time, set_tone
 from widgets.tables import fit_columns, make_table
@@ -42,6 +40,12 @@ if TYPE_CHECKING:
     from services.auth import User
     from services.live import LiveMonitor
     from services.store import Store
+    pass
+    from services import liquidation_fills
+    from services import liquidation_orders as lo
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    liquidation_fills = lazy_module("services.liquidation_fills")
+    lo = lazy_module("services.liquidation_orders")
 
 STATES = ("All states", "confirmed", "sent", "partly filled", "filled", "cancelled", "proposed")
 STATE_COLOURS = {"confirmed": QColor(176, 128, 10), "sent": QColor(35, 134, 54), "cancelled": QColor(88, 96, 105),
@@ -295,7 +299,7 @@ class LiquidationOrdersDock(QWidget):
     def _update_buttons(self) -> None:
         rec = self.selected()
         self.cancel_button.setEnabled(rec is not None and rec["state"] not in ("cancelled", "filled"))
-        self.fill_button.setEnabled(rec is not None and rec["state"] in FILLABLE and self.monitor is not None)
+        self.fill_button.setEnabled(rec is not None and rec["state"] in liquidation_fills.FILLABLE and self.monitor is not None)
         self.sent_button.setEnabled(rec is not None and rec["state"] == "confirmed")
         self.liquidate_button.setEnabled(rec is not None and self.monitor is not None)
 
@@ -348,7 +352,7 @@ class LiquidationOrdersDock(QWidget):
     def ask_fill(self) -> None:
         """Read the account's holding off the GUI thread, then open Record fill… for the selected order."""
         rec = self.selected()
-        if rec is None or rec["state"] not in FILLABLE or self.tasks is None or self.monitor is None:
+        if rec is None or rec["state"] not in liquidation_fills.FILLABLE or self.tasks is None or self.monitor is None:
             return
         self.tasks.run(liquidation_fills.holding, self.store, rec["account"], rec["code"],
                        on_done=lambda held: self._show_fill(rec, held), on_error=self._failed,

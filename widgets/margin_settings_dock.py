@@ -35,9 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import ratio_settings
-from services.auth import User
-from services.ratio_settings import MarginSettingsSnapshot, load_margin_settings
+from services.lazy import lazy_module
 from widgets.records import (
     ERROR_COLOUR,
     OVERDUE_TEXT,
@@ -53,7 +51,12 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import ratio_settings
+    from services.auth import User
+    from services.ratio_settings import MarginSettingsSnapshot
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    ratio_settings = lazy_module("services.ratio_settings")
 
 TABLES = (("long", "Long"), ("short", "Short-sell"), ("intraday", "Intraday"))
 CURRENT_STATES = ("in force", "pending")  # shown unless "show superseded / revoked" is ticked
@@ -324,7 +327,7 @@ class MarginSettingsDock(QWidget):
 
     def _start_load(self, on_done: Any, on_error: Any) -> Any:
         assert self.tasks is not None
-        return self.tasks.run(load_margin_settings, self.store, self.user, on_done=on_done,
+        return self.tasks.run(ratio_settings.load_margin_settings, self.store, self.user, on_done=on_done,
                               on_error=on_error, name="margin setting records")
 
     def _loaded(self, snap: MarginSettingsSnapshot) -> None:

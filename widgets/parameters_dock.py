@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
 from widgets.formatting import CENTER
 from widgets.records import (
     ERROR_COLOUR,
@@ -47,6 +46,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.store import Store
 
 KIND = "company_parameter"

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
 from services.calendar import HK_TZ
 from services.pretrade import DECISIONS
 from services.pretrade_view import MAX_ROWS, decision_counts, decision_mask
@@ -50,6 +49,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import TaskRunner
+    from services.auth import User
     from services.pretrade import LimitCode, LimitRule
     from services.pretrade_store import DecisionRow
     from services.store import Store

@@ -24,10 +24,8 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from services.auth import AuthError
 from services.calendar import HK_TZ
-from services.changes import ChangeError, StaleTargetError
-from services.store import StoreError
+from services.errors import AuthError, ChangeError, StaleTargetError, StoreError
 from widgets.array_model import ArrayTableModel, Column
 from widgets.formatting import LEFT, RIGHT, money
 

@@ -30,8 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import sessions as ts
-from services.auth import User
+from services.lazy import lazy_module
 from widgets.records import (
     ERROR_COLOUR,
     OK_COLOUR,
@@ -46,7 +45,11 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import sessions as ts
+    from services.auth import User
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    ts = lazy_module("services.sessions")
 
 PENDING_ROW = QColor(92, 68, 8)
 MUTED = QColor(139, 148, 158)

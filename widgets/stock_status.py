@@ -15,12 +15,16 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QPushButton
 
-from services.ratio_settings import stock_status
+from services.lazy import lazy_module
 from widgets.records import ERROR_COLOUR, Field, RecordTableModel, error_text
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
     from services.store import Store
+    pass
+    from services import ratio_settings as _ratio_settings
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    _ratio_settings = lazy_module("services.ratio_settings")
 
 STATUS_COLOURS = {"suspended": QColor(248, 81, 73), "halted": QColor(227, 179, 65)}
 
@@ -90,7 +94,7 @@ class StockStatusRefresher(QObject):
         if self.store is None or self.tasks is None or self._task is not None:
             return
         self.button.setEnabled(False)
-        self._task = self.tasks.run(stock_status, self.store, on_done=self._loaded, on_error=self._failed,
+        self._task = self.tasks.run(_ratio_settings.stock_status, self.store, on_done=self._loaded, on_error=self._failed,
                                     name="stock status")
 
     def _loaded(self, status: dict[str, str]) -> None:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import risk_runs
+from services.lazy import lazy_module
 from services.stress_view import (
     RunView,
     StressSetup,
@@ -45,8 +45,11 @@ from widgets.stress_runs import ComparePanel, RunsPanel
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import risk_runs
     from services.auth import User
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    risk_runs = lazy_module("services.risk_runs")
 
 POLL_MS = 100
 

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services import risk_runs, stress
+from services import stress
+from services.lazy import lazy_module
 from services.stress_view import (
     SAVED,
     SHIPPED,
@@ -47,8 +48,11 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services import risk_runs
     from services.auth import User
     from services.store import Store
+else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
+    risk_runs = lazy_module("services.risk_runs")
 
 def ask_path(parent: QWidget, title: str, save: bool, name_filter: str, default: str,
              on_path: Callable[[str], Any]) -> None:

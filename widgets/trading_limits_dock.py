@@ -33,8 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from services.auth import User
-from services.trading_limits import LIMIT_TYPES
+from models.book import TRADING_LIMIT_TYPES
 from widgets.records import (
     ERROR_COLOUR,
     OVERDUE_TEXT,
@@ -48,6 +47,7 @@ from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
+    from services.auth import User
     from services.store import Store
 
 KIND = "client_trading_limit"
@@ -71,7 +71,7 @@ def validate_limit(account: str, limit_type: str, amount_text: str, accounts: se
         return None, "Enter the account code."
     if accounts is not None and account.upper() not in accounts:
         return None, f"Unknown account “{account}”."
-    if limit_type not in LIMIT_TYPES:
+    if limit_type not in TRADING_LIMIT_TYPES:
         return None, f"Unknown limit type “{limit_type}”."
     t = amount_text.strip().replace(",", "")
     if not t:
@@ -214,7 +214,7 @@ class TradingLimitsDock(QWidget):
         self.account_edit = QLineEdit()
         self.account_edit.setPlaceholderText("account code")
         self.type_combo = QComboBox()
-        self.type_combo.addItems(list(LIMIT_TYPES))
+        self.type_combo.addItems(list(TRADING_LIMIT_TYPES))
         self.amount_edit = QLineEdit()
         self.amount_edit.setPlaceholderText("amount (HKD, ≥ 0)")
         self.expiry_check = QCheckBox("expires")

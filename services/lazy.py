@@ -1,4 +1,5 @@
-"""Modules imported on first use, so that opening the window does not wait for them.
+"""Modules imported on first use, so that opening the window does not wait for them (Qt-free: the
+view services use it too).
 
 The window is on screen before the store is opened (app.cold_start); service modules that pull in
 SQLAlchemy or pandas are imported by the docks that need them only when they first call them::
