@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import select as _select
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -112,6 +114,8 @@ class Store:
                                         pool_pre_ping=True)
         else:
             raise StoreError(f"unsupported database {self.kind!r}: use sqlite:///FILE or postgresql://…")
+        self._driver: Any = None  # `autocommit_driver`'s connection, opened on first use
+        self._driver_lock = threading.Lock()
 
     @property
     def display_name(self) -> str:
@@ -120,7 +124,44 @@ class Store:
         return f"{self.url.username or ''}@{self.url.host or 'localhost'}/{self.url.database}"
 
     def dispose(self) -> None:
+        with self._driver_lock:
+            if self._driver is not None:
+                self._driver.close()
+                self._driver = None
         self.engine.dispose()
+
+    @contextmanager
+    def autocommit_driver(self) -> Iterator[Any]:
+        """PostgreSQL: the store's own driver (psycopg) connection in autocommit mode, for statements
+        that are each a transaction of their own (audit records written alone, `audit.record`).
+
+        It is kept outside the pool: no checkout, liveness ping or reset on each use (three round
+        trips and most of the client's time for a one-statement write); one caller at a time. A
+        connection the server has closed, or written to while it sat idle (a restart, a terminated
+        session), is replaced before use; one that fails in use is dropped and the caller gets the
+        error (nothing is retried: the statement may have run)."""
+        import psycopg
+
+        with self._driver_lock:
+            conn: Any = self._driver
+            if conn is not None and (conn.closed or _select.select([conn.fileno()], [], [], 0)[0]):
+                conn.close()
+                conn = self._driver = None
+            if conn is None:
+                try:
+                    proxy = self.engine.raw_connection()  # the engine's connect arguments and password
+                except OperationalError as e:
+                    raise StoreError(describe_operational_error(e, self)) from e
+                proxy.detach()  # ours from now on, never returned to the pool
+                conn = proxy.dbapi_connection
+                conn.autocommit = True
+                self._driver = conn
+            try:
+                yield conn
+            except psycopg.OperationalError:
+                conn.close()
+                self._driver = None
+                raise
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,3 +255,52 @@ def test_postgres_other_workstation_sees_decisions_within_a_second(pg) -> None: 
     assert not listener.is_alive()
     maker.dispose()
     checker.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_records_written_alone_chain_from_many_writers_and_survive_a_lost_connection(pg) -> None:  # type: ignore[no-untyped-def]
+    """`audit.record` on PostgreSQL: one autocommit statement on the store's own connection (the
+    chain's lock never held across a round trip), durable when it returns. Four workstations writing
+    at once keep one intact chain, each record under the real login; a connection the server has
+    closed while idle is replaced before the next record."""
+    owner, u, url = pg
+    stores = [_as(url, u[name].login) for name in ("rita", "sam", "rita", "sam")]
+    first = len(audit.rows(owner))
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            for i in range(25):
+                audit.record(stores[k], "ignored", "export", "bench", f"{k}-{i}", "", "x")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    rows = [r for r in audit.rows(owner) if r["entity"] == "bench"]
+    assert len(rows) == 100 and len(audit.rows(owner)) == first + 100
+    assert {r["actor"] for r in rows} == {u["rita"].login, u["sam"].login}  # the login, not what was passed
+    assert {(r["actor"], r["entity_key"]) for r in rows if r["entity_key"].startswith("0-")} == {
+        (u["rita"].login, f"0-{i}") for i in range(25)}
+    res = audit.verify(owner)
+    assert res.ok and res.records == first + 100
+    # the commit did not leave this session's setting changed: later transactions commit synchronously
+    conn = stores[0]._driver
+    assert conn.execute("show synchronous_commit").fetchone()[0] == "on"
+    # the server ends the idle session (a restart would too): the next record opens a new one
+    pid = conn.info.backend_pid
+    with owner.engine.begin() as c:
+        assert c.execute(text("select pg_terminate_backend(:p)"), {"p": pid}).scalar() is True
+    for _ in range(50):  # the termination reaches the client's socket
+        if conn.closed or select.select([conn.fileno()], [], [], 0.1)[0]:
+            break
+    rec = audit.record(stores[0], "ignored", "export", "bench", "after-restart")
+    assert stores[0]._driver is not conn and stores[0]._driver.info.backend_pid != pid
+    assert max(r["id"] for r in audit.rows(owner)) == rec and audit.verify(owner).ok
+    for s in stores:
+        s.dispose()
+    assert all(s._driver is None for s in stores)
