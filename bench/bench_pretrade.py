@@ -12,7 +12,11 @@ trader and multi-dimension) and the seeded catalogue; 1,000 fills already today.
   committing every decision before answering (`--sync-writes`), the naive persistence. Also printed:
   the floor, the same client against a bare echo server (decode, answer) on the service's ZeroMQ
   endpoint (`services.zmtp`), and the same echo on a libzmq ROUTER socket (what the endpoint saves:
-  libzmq's I/O thread hands every request and answer between two threads).
+  libzmq's I/O thread hands every request and answer between two threads). And the machine's own
+  stalls just before: one spinning process per core for 2 s records every gap above 0.5 ms in its
+  clock (the core taken by the host or the kernel): ``host_stall_ms_per_s`` (time lost in such gaps
+  per second, per core) and ``host_stalls_over_2ms_per_s``. A 2 ms p99 leaves room for 1 % of
+  requests to be late; stalls over 2 ms on the service's or the client's core make them so.
 - pretrade.rule_in_force: PostgreSQL; from a limit rule's approval (commit) to the first answer
   that applies it, with a client checking every 2 ms.
 """
@@ -273,12 +277,39 @@ while True:
 """
 
 
+_SPIN = """
+import sys, time
+clock, end = time.perf_counter, time.perf_counter() + float(sys.argv[1])
+last = clock(); lost = 0.0; over2 = 0
+while last < end:
+    t = clock()
+    if t - last > 0.0005:
+        lost += t - last
+        over2 += t - last > 0.002
+    last = t
+print(lost, over2)
+"""
+
+
+def _host_stalls(seconds: float = 2.0) -> tuple[float, float]:
+    """(ms lost per second per core in gaps > 0.5 ms, gaps > 2 ms per second per core), one spinning
+    process per core."""
+    n = os.cpu_count() or 1
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN, str(seconds)], stdout=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    out = [p.communicate()[0].split() for p in procs]
+    lost = sum(float(o[0]) for o in out) / n / seconds * 1e3
+    over2 = sum(int(o[1]) for o in out) / n / seconds
+    return round(lost, 2), round(over2, 2)
+
+
 def _service(db: str, orders: list[Any]) -> Iterator[dict[str, Any]]:
     """The service, its naive baseline, and the floor: the same client against a bare echo server that
     only decodes and answers, on the service's own ZeroMQ endpoint (what this machine's loopback,
     scheduler and Python cost) and, for reference, on a libzmq ROUTER socket."""
     results = {}
     os.sync()  # the freshly built store's pages reach the disk now, not during the first measurement
+    stall_ms, stalls_over_2 = _host_stalls()
     for mode in ("libzmq-echo", "echo", "service", "sync"):  # the floor just before the service
         p, addr = _serve(db, mode)
         try:
@@ -293,7 +324,8 @@ def _service(db: str, orders: list[Any]) -> Iterator[dict[str, Any]]:
               baseline_p50_ms=round(float(np.percentile(bok, 50)), 3), rate_per_s=5000,
               echo_floor_p99_ms=round(float(np.percentile(eok, 99)), 3),
               echo_floor_p50_ms=round(float(np.percentile(eok, 50)), 3),
-              libzmq_echo_p99_ms=round(float(np.percentile(lok, 99)), 3))
+              libzmq_echo_p99_ms=round(float(np.percentile(lok, 99)), 3),
+              host_stall_ms_per_s=stall_ms, host_stalls_over_2ms_per_s=stalls_over_2)
 
 
 def _rule_in_force() -> Iterator[dict[str, Any]]:
