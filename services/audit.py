@@ -91,27 +91,33 @@ def _record_alone(store: Store, action: str, entity: str, key: str, before: str,
     the client's COMMIT arrives: with four writers on two cores, a writer descheduled while holding
     it stops them all.) Its commit does not wait for the disk (`synchronous_commit` off for that
     transaction alone), so the lock is not held across a flush either. The second statement, a
-    transaction that takes an id and commits synchronously, returns only once the WAL up to it, our
+    transaction that writes WAL and commits synchronously, returns only once the WAL up to it, our
     record included, is flushed: a flush shared by concurrent writers. Nothing is reported written
     before it is on disk; a crash in between loses it and every later record whole, never a link of
     the chain. (Both statements in one libpq pipeline measured slower.)"""
     import psycopg
 
     args = (action, entity, key, before, after, request_id, workstation())
-    try:
-        with store.autocommit_driver() as conn:
+    what = f"the audit record ({action} {entity} {key})"
+    with store.autocommit_driver() as conn:
+        try:
             row = conn.execute(_RECORD_SQL, args).fetchone()
+        except psycopg.Error as e:
+            raise StoreError(f"{what} was not written: {e}") from e
+        try:
             conn.execute(_FLUSHED_SQL)
-            return int(row[1])
-    except psycopg.OperationalError as e:
-        raise StoreError(f"the audit record ({action} {entity} {key}) was not written, the connection to "
-                         f"the store failed: {e}") from e
-    except psycopg.Error as e:
-        raise StoreError(f"the audit record ({action} {entity} {key}) was not written: {e}") from e
+        except psycopg.Error as e:  # the record itself committed: it may or may not be on disk
+            raise StoreError(f"{what} was written as #{row[1]}, but whether it reached the disk is not "
+                             f"known: {e}") from e
+        return int(row[1])
 
 
 _RECORD_SQL = "select set_config('synchronous_commit', 'off', true), rd_audit(%s, %s, %s, %s, %s, %s, %s)"
-_FLUSHED_SQL = "select pg_current_xact_id()"  # an id: its commit waits for the WAL flush
+# A transaction of its own that writes WAL (a transactional logical message: a few bytes, no table) so
+# that its synchronous commit flushes the WAL up to its commit record, and with it every commit before
+# it, ours included. (A transaction that only takes an id writes no WAL before its commit record and
+# commits without a flush.)
+_FLUSHED_SQL = "select pg_logical_emit_message(true, 'riskdesk_audit', '')"
 
 
 @dataclass

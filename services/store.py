@@ -92,6 +92,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# a connection whose server has gone silently (a dropped NAT or firewall flow sends no FIN) fails
+# within about a minute, idle or in use, instead of after the system's ~15-minute TCP give-up
+PG_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                "tcp_user_timeout": 60_000}
+
+
+def _readable(fd: int) -> bool:
+    """Whether the server has written to (or closed) an idle connection: poll, not select (which
+    refuses descriptors above 1023)."""
+    if hasattr(_select, "poll"):
+        p = _select.poll()
+        p.register(fd, _select.POLLIN)
+        return bool(p.poll(0))
+    return bool(_select.select([fd], [], [], 0)[0])  # Windows: sockets only, no descriptor limit
+
+
 class Store:
     """One database: its engine, migrations and the bulk book paths."""
 
@@ -110,7 +126,7 @@ class Store:
             self.engine: Engine = create_engine(u, connect_args={"timeout": 10})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         elif self.kind == "postgresql":
-            self.engine = create_engine(u, connect_args={"connect_timeout": connect_timeout},
+            self.engine = create_engine(u, connect_args={"connect_timeout": connect_timeout, **PG_KEEPALIVE},
                                         pool_pre_ping=True)
         else:
             raise StoreError(f"unsupported database {self.kind!r}: use sqlite:///FILE or postgresql://…")
@@ -124,10 +140,14 @@ class Store:
         return f"{self.url.username or ''}@{self.url.host or 'localhost'}/{self.url.database}"
 
     def dispose(self) -> None:
-        with self._driver_lock:
-            if self._driver is not None:
-                self._driver.close()
-                self._driver = None
+        # a record still in flight on a dead connection must not hold up the application's exit
+        if self._driver_lock.acquire(timeout=2.0):
+            try:
+                if self._driver is not None:
+                    self._driver.close()
+                    self._driver = None
+            finally:
+                self._driver_lock.release()
         self.engine.dispose()
 
     @contextmanager
@@ -144,7 +164,7 @@ class Store:
 
         with self._driver_lock:
             conn: Any = self._driver
-            if conn is not None and (conn.closed or _select.select([conn.fileno()], [], [], 0)[0]):
+            if conn is not None and (conn.closed or _readable(conn.fileno())):
                 conn.close()
                 conn = self._driver = None
             if conn is None:
@@ -154,7 +174,11 @@ class Store:
                     raise StoreError(describe_operational_error(e, self)) from e
                 proxy.detach()  # ours from now on, never returned to the pool
                 conn = proxy.dbapi_connection
-                conn.autocommit = True
+                try:
+                    conn.autocommit = True
+                except BaseException:
+                    conn.close()
+                    raise
                 self._driver = conn
             try:
                 yield conn

@@ -288,6 +288,16 @@ def test_postgres_records_written_alone_chain_from_many_writers_and_survive_a_lo
         (u["rita"].login, f"0-{i}") for i in range(25)}
     res = audit.verify(owner)
     assert res.ok and res.records == first + 100
+    # durable when it returns: the WAL is flushed up to what has been written (a record committed
+    # without waiting and nothing after it would leave its commit unflushed for up to 200 ms)
+    unflushed = []
+    with owner.engine.connect() as c:
+        for i in range(20):
+            audit.record(stores[1], "ignored", "export", "bench", f"flush-{i}")
+            unflushed.append(c.execute(text(
+                "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn())")).scalar())
+            c.rollback()
+    assert sum(1 for b in unflushed if b == 0) >= 15, unflushed  # other sessions' WAL may interleave
     # the commit did not leave this session's setting changed: later transactions commit synchronously
     conn = stores[0]._driver
     assert conn.execute("show synchronous_commit").fetchone()[0] == "on"

@@ -24,12 +24,7 @@ if TYPE_CHECKING:
     from app.tasks import TaskRunner
     from services import haircuts as _haircuts
     from services.auth import User
-    from services.haircuts import (
-        HaircutsSnapshot,
-        load_haircuts,
-        submit_haircut,
-        validate_haircut,
-    )
+    from services.haircuts import HaircutsSnapshot
     from services.store import Store
 else:  # imported on first use: the window paints before SQLAlchemy is loaded (app.cold_start)
     _haircuts = lazy_module("services.haircuts")
@@ -147,4 +142,4 @@ class HaircutsDock(QWidget):
         self.refresh()
 
 
-__all__ = ["HaircutsDock", "HaircutsSnapshot", "load_haircuts", "submit_haircut", "validate_haircut"]
+__all__ = ["HaircutsDock"]
