@@ -160,8 +160,6 @@ class Store:
         connection the server has closed, or written to while it sat idle (a restart, a terminated
         session), is replaced before use; one that fails in use is dropped and the caller gets the
         error (nothing is retried: the statement may have run)."""
-        import psycopg
-
         with self._driver_lock:
             conn: Any = self._driver
             if conn is not None and (conn.closed or _readable(conn.fileno())):
@@ -182,9 +180,10 @@ class Store:
                 self._driver = conn
             try:
                 yield conn
-            except psycopg.OperationalError:
-                conn.close()
-                self._driver = None
+            except BaseException:  # the caller may have wrapped the driver's error in its own
+                if conn.closed or conn.broken:
+                    conn.close()
+                    self._driver = None
                 raise
 
     @contextmanager

@@ -314,3 +314,28 @@ def test_postgres_records_written_alone_chain_from_many_writers_and_survive_a_lo
     for s in stores:
         s.dispose()
     assert all(s._driver is None for s in stores)
+
+
+@pytest.mark.postgres
+def test_postgres_record_on_a_connection_lost_in_use_fails_cleanly_and_the_next_reconnects(pg, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The server ends the store's own connection and the idle check does not see it in time (a
+    dropped flow): the record fails with a message naming it, and the next one opens a new session."""
+    from services import store as store_module
+    from services.store import StoreError
+
+    owner, u, url = pg
+    st = _as(url, u["rita"].login)
+    audit.record(st, "ignored", "export", "bench", "before")
+    conn = st._driver
+    with owner.engine.begin() as c:
+        c.execute(text("select pg_terminate_backend(:p)"), {"p": conn.info.backend_pid})
+    monkeypatch.setattr(store_module, "_readable", lambda fd: False)  # the check misses it
+    with pytest.raises(StoreError, match=r"the audit record \(export bench lost\) was not written"):
+        audit.record(st, "ignored", "export", "bench", "lost")
+    assert st._driver is None and conn.closed
+    rec = audit.record(st, "ignored", "export", "bench", "after")
+    assert st._driver is not None and st._driver.info.backend_pid != conn.info.backend_pid
+    keys = [r["entity_key"] for r in audit.rows(owner) if r["entity"] == "bench"]
+    assert "lost" not in keys and {"before", "after"} <= set(keys)
+    assert max(r["id"] for r in audit.rows(owner)) == rec and audit.verify(owner).ok
+    st.dispose()
