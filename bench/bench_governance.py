@@ -126,10 +126,11 @@ def _writer(url: str, n: int, per_txn: int = 0) -> float:
     if not per_txn:
         for i in range(n):
             audit.record(s, "bench", "bench", "bench", str(i), "", "x")
-    for i in range(0, n if per_txn else 0, per_txn or 1):
-        with s.begin() as conn:
-            for j in range(per_txn):
-                audit.append(conn, "postgresql", "bench", "bench", "bench", str(i + j), "", "x")
+    else:
+        for i in range(0, n, per_txn):
+            with s.begin() as conn:
+                for j in range(per_txn):
+                    audit.append(conn, "postgresql", "bench", "bench", "bench", str(i + j), "", "x")
     took = time.perf_counter() - t
     s.dispose()
     return took
