@@ -13,6 +13,7 @@ Conventions (RISK_METHODS §1):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ INDEX_LEVELS = (1, 2, 3)  # an index's level (services/indices.py); level 3: no 
 # a client's trading limits (services/trading_limits.py)
 TRADING_LIMIT_TYPES = ("daily_buy", "daily_sell", "order_notional", "position_notional")
 ACCT_CASH, ACCT_MARGIN, ACCT_INTRADAY = 0, 1, 2
+_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[A-Za-z0-9-]{2,}")
 SIDE_LONG, SIDE_SHORT = 0, 1
 
 DEFAULT_PARAMETERS: dict[str, float] = {
@@ -104,6 +106,8 @@ class Book:
     client_groups: dict[str, np.ndarray] = field(default_factory=dict)  # name -> account indices
     client_ratios: ClientRatios = field(default_factory=ClientRatios)
     parameters: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PARAMETERS))
+    # the client's e-mail per account ("" none on file); empty when the source has none at all
+    client_emails: list[str] = field(default_factory=list)
     # store primary keys of securities / accounts (None for a book not loaded from a store)
     sec_ids: np.ndarray | None = None
     acct_ids: np.ndarray | None = None
@@ -134,6 +138,10 @@ class Book:
         if self._acct_index is None:
             self._acct_index = {c: i for i, c in enumerate(self.acct_codes)}
         return self._acct_index
+
+    def client_email(self, a: int) -> str:
+        """The e-mail on file for account index ``a``'s client ("" when none)."""
+        return self.client_emails[a] if a < len(self.client_emails) else ""
 
     def currency_index(self, code: str) -> int:
         return self.currencies.index(code)
@@ -172,3 +180,8 @@ def empty_book(base_currency: str = "HKD") -> Book:
         cash=np.zeros((0, 1)), pos_acct=np.zeros(0, np.int32), pos_sec=np.zeros(0, np.int32),
         pos_qty=f.copy(),
     )
+
+
+def is_email_address(addr: str) -> bool:
+    """A bare address ``user@domain.tld`` (no display name, no spaces, one ``@``)."""
+    return bool(_EMAIL.fullmatch(addr or ""))

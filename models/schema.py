@@ -122,6 +122,7 @@ clients = Table(
     Column("code", String(32), nullable=False, unique=True),
     Column("name", String(128), nullable=False, server_default=""),
     Column("category", String(32), nullable=False, server_default="retail"),
+    Column("email", String(254), nullable=False, server_default=""),  # where notices go; "" = none on file
     _version(),
 )
 

@@ -20,6 +20,7 @@ from models.book import (
     Book,
     BookError,
     ClientRatios,
+    is_email_address,
 )
 
 _MISSING = object()
@@ -51,6 +52,23 @@ def _str(v: Any, path: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise BookError(path, f"expected a non-empty string, got {json.dumps(v)[:40]}")
     return v.strip()
+
+
+def _client_email(a: dict[str, Any], p: str, client: str, email_of: dict[str, tuple[str, str]]) -> str:
+    """An account's optional ``client_email``; every account of one client must agree on it."""
+    v = a.get("client_email")
+    if v is None or v == "":
+        email = ""
+    elif not isinstance(v, str) or not is_email_address(v.strip()):
+        raise BookError(f"{p}.client_email", f"expected an e-mail address like name@example.com, "
+                                             f"got {json.dumps(v)[:60]}")
+    else:
+        email = v.strip()
+    if email:
+        first = email_of.setdefault(client, (email, f"{p}.client_email"))
+        if first[0] != email:
+            raise BookError(f"{p}.client_email", f"client {client!r} already has {first[0]!r} at {first[1]}")
+    return email
 
 
 def _list(v: Any, path: str) -> list[Any]:
@@ -151,6 +169,8 @@ def book_from_dict(doc: Any) -> Book:
     acct_codes: list[str] = []
     client_codes: list[str] = []
     client_names: list[str] = []
+    client_emails: list[str] = []
+    email_of: dict[str, tuple[str, str]] = {}  # client -> (e-mail, where it was given)
     acct_type = np.zeros(n_acct, np.int8)
     fin = np.zeros(n_acct)
     frozen = np.zeros(n_acct, bool)
@@ -166,6 +186,7 @@ def book_from_dict(doc: Any) -> Book:
         acct_codes.append(code)
         client_codes.append(str(a.get("client") or code))
         client_names.append(str(a.get("client_name") or ""))
+        client_emails.append(_client_email(a, p, client_codes[-1], email_of))
         t = a.get("type", "margin")
         if t not in ACCOUNT_TYPES:
             raise BookError(f"{p}.type", f"must be one of {', '.join(ACCOUNT_TYPES)}, got {json.dumps(t)}")
@@ -276,7 +297,7 @@ def book_from_dict(doc: Any) -> Book:
         price=arr["price"], level=level, haircut=arr["haircut"], suspended=suspended, lot_size=lot,
         long_im=arr["long_im"], long_mm=arr["long_mm"], short_im=arr["short_im"],
         short_mm=arr["short_mm"], intraday_im=arr["intraday_im"], intraday_mm=arr["intraday_mm"],
-        acct_codes=acct_codes, client_codes=client_codes, client_names=client_names,
+        acct_codes=acct_codes, client_codes=client_codes, client_names=client_names, client_emails=client_emails,
         acct_type=acct_type, financing_limit=fin, frozen=frozen, cash=cash,
         pos_acct=pa, pos_sec=ps, pos_qty=pq, stock_groups=stock_groups, client_groups=client_groups,
         client_ratios=ratios, parameters=params,
@@ -311,7 +332,7 @@ def book_to_dict(book: Book) -> dict[str, Any]:
             "cash": {c: float(book.cash[i, j]) for j, c in enumerate(book.currencies)
                      if book.cash[i, j] != 0.0},
             "financing_limit": float(book.financing_limit[i]), "frozen": bool(book.frozen[i]),
-        })
+        } | ({"client_email": book.client_email(i)} if book.client_email(i) else {}))
     positions = [{"account": book.acct_codes[a], "code": book.sec_codes[s], "qty": float(q)}
                  for a, s, q in zip(book.pos_acct.tolist(), book.pos_sec.tolist(), book.pos_qty.tolist(),
                                     strict=True)]

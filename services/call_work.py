@@ -54,7 +54,8 @@ def call_info(conn: Connection, call_id: int) -> dict[str, Any]:
     """One call with its account and client (raises CallWorkError when there is no such call)."""
     mc = S.margin_calls
     r = conn.execute(select(mc, S.accounts.c.code.label("account"), S.accounts.c.type.label("account_type"),
-                            S.clients.c.code.label("client"), S.clients.c.name.label("client_name"))
+                            S.clients.c.code.label("client"), S.clients.c.name.label("client_name"),
+                            S.clients.c.email.label("client_email"))
                      .join(S.accounts, S.accounts.c.id == mc.c.account_id)
                      .join(S.clients, S.clients.c.id == S.accounts.c.client_id).where(mc.c.id == call_id)).first()
     if r is None:
@@ -433,7 +434,8 @@ def seed_demo_call_work(store: Store, now: float | None = None) -> int:
 
     for i, (a, call_id) in enumerate(opened[:6]):
         sender = _DemoUnreachableGateway() if i == 4 else None
-        notices.send_notice(store, rita if i % 2 == 0 else tom, call_id, sender=sender,
+        typed = None if book.client_email(a) else f"{book.client_codes[a].lower()}@clients.example.com"
+        notices.send_notice(store, rita if i % 2 == 0 else tom, call_id, sender=sender, recipient=typed,
                             snapshot_payload=snapshot(engine, a, ts))
     texts = ("Client called: top-up of the full amount by telegraphic transfer today",
              "Left a voicemail; e-mail notice sent again", "Client disputes the valuation of a suspended stock")

@@ -126,6 +126,9 @@ def make_demo_book(clients: int = 3000, seed: int = 7, positions: int | None = N
     sn = rng.integers(0, len(SURNAMES), n_acct)
     gn = rng.integers(0, len(GIVEN), n_acct)
     client_names = [f"{SURNAMES[a]} {GIVEN[b]}" for a, b in zip(sn.tolist(), gn.tolist(), strict=True)]
+    # every 25th client has no e-mail on file (a notice to them needs the address typed in)
+    client_emails = ["" if i % 25 == 24 else f"{n.lower().replace(' ', '.')}.{c[1:]}@example.com"
+                     for i, (n, c) in enumerate(zip(client_names, client_codes, strict=True))]
     acct_type = rng.choice([ACCT_MARGIN, ACCT_CASH, ACCT_INTRADAY], n_acct, p=[0.70, 0.22, 0.08]).astype(np.int8)
     for i in np.flatnonzero(acct_type == ACCT_CASH).tolist():
         acct_codes[i] = "C" + acct_codes[i][1:]
@@ -157,7 +160,7 @@ def make_demo_book(clients: int = 3000, seed: int = 7, positions: int | None = N
         short_im=short_im, short_mm=short_mm, intraday_im=intraday_im, intraday_mm=intraday_mm,
         acct_codes=acct_codes, client_codes=client_codes, client_names=client_names, acct_type=acct_type,
         financing_limit=fin, frozen=np.zeros(n_acct, bool), cash=cash, pos_acct=pa, pos_sec=ps, pos_qty=qty,
-        parameters=dict(DEFAULT_PARAMETERS),
+        parameters=dict(DEFAULT_PARAMETERS), client_emails=client_emails,
     )
     _add_groups_and_overrides(book, rng, weight)
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, insert, select, update
 
 from models import schema as S
+from models.book import is_email_address
 from services import audit
 from services.auth import AuthError, User, permitted
 from services.calendar import HK_TZ, RESOURCES
@@ -38,7 +39,6 @@ from services.store import Store, user_data_dir
 TEMPLATES = RESOURCES / "templates"
 DEFAULT_TEMPLATE = "margin_call_notice"
 DEFAULT_FROM = "RiskDesk margin desk <margin-desk@riskdesk.invalid>"
-RECIPIENT_DOMAIN = "clients.invalid"  # placeholder addresses until the client's contact is entered
 FIRM = "RiskDesk Securities Limited"
 STATUSES = ("queued", "sent", "failed")
 
@@ -98,21 +98,36 @@ def render(template_text: str, fields: dict[str, str]) -> tuple[str, str]:
 
 
 def default_recipient(info: dict[str, Any]) -> str:
-    code = re.sub(r"[^a-z0-9._-]", "", str(info["client"]).lower()) or "client"
-    return f"{info['client_name']} <{code}@{RECIPIENT_DOMAIN}>"
+    """``Name <address>`` from the client's e-mail on file; "" when none is on file."""
+    addr = str(info.get("client_email") or "")
+    if not addr:
+        return ""
+    return _address(str(info.get("client_name") or ""), addr)
 
 
-def validate_recipient(text: str) -> tuple[str, str]:
-    """(normalised recipient, "") or ("", message) for the To field."""
+def _address(name: str, addr: str) -> str:
+    """``Name <addr>`` as typed (non-ASCII names stay readable; the message header encodes them),
+    the name quoted when it holds a character that would split or end it."""
+    name = name.replace('"', "'").strip()
+    if not name:
+        return addr
+    return f'"{name}" <{addr}>' if any(ch in name for ch in ',;:<>@()[]\\') else f"{name} <{addr}>"
+
+
+def validate_recipient(text: str, info: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(normalised recipient, "") or ("", message) for the To field (``info``: the call, to name
+    its client when no address was given)."""
     t = (text or "").strip()
     if not t:
+        if info is not None and not info.get("client_email"):
+            return "", f"To: client {info['client']} has no e-mail on file; type the address the notice goes to"
         return "", "To: the client's e-mail address is required"
     if "\n" in t or "\r" in t:
         return "", "To: one line only"
     name, addr = parseaddr(t)
-    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", addr or ""):
-        return "", f"To: {t!r} is not an e-mail address (name <user@domain>)"
-    return (f"{name} <{addr}>" if name else addr), ""
+    if not is_email_address(addr):
+        return "", f"To: {t!r} is not an e-mail address (name <user@domain.com>)"
+    return _address(name, addr), ""
 
 
 def preview(store: Store, call_id: int, template: str = DEFAULT_TEMPLATE,
@@ -227,7 +242,7 @@ def send_notice(store: Store, user: User, call_id: int, sender: NoticeSender | N
     if info["state"] != "open":
         raise NoticeError(f"call #{call_id} on {info['account']} is {info['state']}: notices go to open calls only")
     snap = snapshot_payload or (snapshot_of or _store_snapshot(store))(info["account"], now.timestamp())
-    to, problem = validate_recipient(recipient if recipient is not None else default_recipient(info))
+    to, problem = validate_recipient(recipient if recipient is not None else default_recipient(info), info)
     if problem:
         raise NoticeError(problem)
     subject, body = render(text, notice_fields(info, snap))

@@ -285,11 +285,13 @@ class Store:
                 _bulk(conn, S.index_members, [{"index_id": r["id"], "security_id": int(s) + 1}
                                               for r in idx_rows for s in r["members"]])
             clients: dict[str, int] = {}
-            client_rows = []
+            client_rows: list[dict[str, Any]] = []
             for i, c in enumerate(book.client_codes):
                 if c not in clients:
                     clients[c] = len(clients) + 1
-                    client_rows.append({"id": clients[c], "code": c, "name": book.client_names[i]})
+                    client_rows.append({"id": clients[c], "code": c, "name": book.client_names[i], "email": ""})
+                if not client_rows[clients[c] - 1]["email"]:
+                    client_rows[clients[c] - 1]["email"] = book.client_email(i)
             _bulk(conn, S.clients, client_rows)
             _bulk(conn, S.accounts, [
                 {"id": i + 1, "code": a, "client_id": clients[book.client_codes[i]],
@@ -495,7 +497,7 @@ def _load_book(conn: Connection, kind: str, now: datetime) -> Book:
         ratio[f"{kind_}_im"][i] = im
         ratio[f"{kind_}_mm"][i] = mm
 
-    accts = _fetch(conn, "select a.id, a.code, c.code, c.name, a.type, a.frozen, coalesce(f.amount, 0) "
+    accts = _fetch(conn, "select a.id, a.code, c.code, c.name, a.type, a.frozen, coalesce(f.amount, 0), c.email "
                          "from accounts a join clients c on c.id = a.client_id "
                          "left join financing_limits f on f.account_id = a.id order by a.id")
     acct_ids = np.array([r[0] for r in accts], np.int64)
@@ -558,6 +560,7 @@ def _load_book(conn: Connection, kind: str, now: datetime) -> Book:
         long_im=ratio["long_im"], long_mm=ratio["long_mm"], short_im=ratio["short_im"],
         short_mm=ratio["short_mm"], intraday_im=ratio["intraday_im"], intraday_mm=ratio["intraday_mm"],
         acct_codes=[r[1] for r in accts], client_codes=[r[2] for r in accts], client_names=[r[3] for r in accts],
+        client_emails=[r[7] or "" for r in accts],
         acct_type=np.array([ACCOUNT_TYPES.index(r[4]) for r in accts], np.int8),
         financing_limit=np.array([r[6] for r in accts], np.float64),
         frozen=np.array([bool(r[5]) for r in accts]), cash=cash, pos_acct=pa, pos_sec=ps,

@@ -48,6 +48,11 @@ def test_design_example_parses_and_computes() -> None:
     (lambda d: d["client_ratios"][0].update(account="M999"), "client_ratios[0].account"),
     (lambda d: d["fx"].update(USD=0), "fx.USD"),
     (lambda d: d.pop("securities"), "securities"),
+    (lambda d: d["accounts"][0].update(client_email="chan at example.hk"), "accounts[0].client_email"),
+    (lambda d: d["accounts"][0].update(client_email=42), "accounts[0].client_email"),
+    (lambda d: d["accounts"].append({**d["accounts"][0], "account": "M002", "client_email": "b@example.hk"}
+                                    ) or d["accounts"][0].update(client_email="a@example.hk"),
+     "accounts[1].client_email"),  # one client, two addresses
 ])
 def test_bad_value_names_its_path(mutate, path: str) -> None:  # type: ignore[no-untyped-def]
     doc = json.loads(json.dumps(GOOD))
@@ -76,3 +81,24 @@ def test_round_trip_keeps_every_number(tmp_path: Path) -> None:
         np.testing.assert_allclose(getattr(e1, k), getattr(e2, k), err_msg=k)
     assert (e1.status == e2.status).all()
     assert book_to_dict(again)["client_ratios"] == book_to_dict(book)["client_ratios"]
+    assert again.client_emails == book.client_emails and book.client_email(0).endswith("@example.com")
+    assert book.client_email(24) == ""  # every 25th demo client has none on file
+
+
+def test_client_email_is_optional_and_kept_by_the_store(tmp_path: Path) -> None:
+    from services.store import Store
+
+    doc = json.loads(json.dumps(GOOD))
+    doc["accounts"].append({**doc["accounts"][0], "account": "M002", "client_email": " chan@example.hk "})
+    doc["accounts"].append({**doc["accounts"][0], "account": "M003", "client": "C003"})
+    book = book_from_dict(doc)
+    # the client's address is the one given on any of its accounts; a client with none has ""
+    assert book.client_emails == ["", "chan@example.hk", ""]
+    st = Store(f"sqlite:///{tmp_path / 'e.db'}")
+    st.migrate()
+    st.save_book(book)
+    again = st.load_book()
+    st.dispose()
+    assert again.client_emails == ["chan@example.hk", "chan@example.hk", ""]
+    out = book_to_dict(again)["accounts"]
+    assert [a.get("client_email") for a in out] == ["chan@example.hk", "chan@example.hk", None]

@@ -106,7 +106,9 @@ def test_send_notice_from_alerts_lands_in_outbox(qtbot: Any, desk: Any, tmp_path
     qtbot.waitUntil(lambda: bool(dlg.preview.toPlainText()), timeout=WAIT)
     text = dlg.preview.toPlainText()
     assert code in text and f"{amount:,.2f}" in text and deadline in text
-    assert dlg.ok.isEnabled()
+    email = monitor.engine.book.client_email(a)
+    if email:  # the client's address on file (every 25th demo client has none: the next test)
+        assert dlg.to_edit.text().endswith(f"<{email}>") and dlg.ok.isEnabled()
     dlg.to_edit.setText("not an address")
     assert not dlg.ok.isEnabled() and "not an e-mail address" in dlg.message.text()
     dlg.to_edit.setText("Client <client@example.hk>")
@@ -130,6 +132,23 @@ class BrokenGateway:
 
     def send(self, message: EmailMessage, notice_id: int) -> str:
         raise TimeoutError("gateway timed out")
+
+
+def test_notice_to_a_client_with_no_email_on_file_asks_for_the_address(qtbot: Any, desk: Any, store: Store) -> None:
+    from models import schema as S
+
+    alerts, _work, monitor = desk
+    a = _select_open_call(qtbot, alerts, monitor)
+    client = monitor.engine.book.client_codes[a]
+    with store.begin() as conn:
+        conn.execute(S.clients.update().where(S.clients.c.code == client).values(email=""))
+    dlg = _open_dialog(qtbot, alerts, "notice")
+    qtbot.waitUntil(lambda: bool(dlg.preview.toPlainText()), timeout=WAIT)
+    assert dlg.to_edit.text() == "" and f"no e-mail on file for {client}" in dlg.to_edit.placeholderText()
+    assert not dlg.ok.isEnabled() and f"client {client} has no e-mail on file" in dlg.message.text()
+    dlg.to_edit.setText("Client <client@example.hk>")
+    assert dlg.ok.isEnabled()
+    dlg.close()
 
 
 def test_failed_notice_shown_and_resent(qtbot: Any, desk: Any, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ CAL = TradingCalendar(d for d, _ in shipped_holidays())
 
 
 def _book() -> Any:
-    m1 = {**_acct("M1", -65_000), "client_name": "Chan Tai Man"}
+    m1 = {**_acct("M1", -65_000), "client_name": "Chan Tai Man", "client_email": "chan.tai.man@example.hk"}
     return make_book([m1, _acct("M2", 500_000)], [("M1", "A.HK", 1000), ("M2", "A.HK", 1000)])
 
 
@@ -88,7 +88,7 @@ def _check_notice(store: Store, user: auth.User, call_id: int, deadline: date, f
     raw = path.read_bytes()
     assert b"\r\n" in raw  # CRLF line ends
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert msg["To"] == "Chan Tai Man <cm1@clients.invalid>" and msg["X-RiskDesk-Call"] == str(call_id)
+    assert msg["To"] == "Chan Tai Man <chan.tai.man@example.hk>" and msg["X-RiskDesk-Call"] == str(call_id)
     assert msg["Subject"] == n.subject
     assert "HKD 15,000.00" in msg.get_body().get_content()  # type: ignore[union-attr]
     # in the outbox, with the snapshot taken at send and a notice event in the history
@@ -144,7 +144,24 @@ def test_notice_refusals(local: Any, tmp_path: Path) -> None:
         notices.render("Dear $account", {"account": "M1"})
     assert notices.outbox(store) == []  # nothing half-written
     assert notices.validate_recipient(" a@b.hk ") == ("a@b.hk", "")
+    assert "not an e-mail address" in notices.validate_recipient("Chan, Tai Man <a@b.hk>")[1]  # two addresses?
+    assert notices.validate_recipient('"Chan, Tai Man" <a@b.hk>') == ('"Chan, Tai Man" <a@b.hk>', "")
+    assert "not an e-mail address" in notices.validate_recipient("a@b")[1]
     assert notices.template_names()[0] == "margin_call_notice" and "margin_call_reminder" in notices.template_names()
+
+
+def test_notice_to_a_client_with_no_email_on_file_needs_the_address_typed(local: Any, tmp_path: Path) -> None:
+    store, u, call_id, _deadline = local
+    assert notices.preview(store, call_id)["recipient"] == "Chan Tai Man <chan.tai.man@example.hk>"
+    with store.begin() as conn:
+        conn.execute(S.clients.update().where(S.clients.c.code == "CM1").values(email=""))
+    assert notices.preview(store, call_id)["recipient"] == ""
+    with pytest.raises(notices.NoticeError, match="client CM1 has no e-mail on file"):
+        notices.send_notice(store, u["rita"], call_id, sender=notices.EmlSender(tmp_path))
+    assert notices.outbox(store) == []
+    n = notices.send_notice(store, u["rita"], call_id, recipient="Chan Tai Man <ctm@example.hk>",
+                            sender=notices.EmlSender(tmp_path))
+    assert (n.status, n.recipient) == ("sent", "Chan Tai Man <ctm@example.hk>")
 
 
 def test_deadline_needs_approval_by_someone_else_and_reaches_the_monitor(local: Any) -> None:

@@ -17,7 +17,7 @@ def _round_trip(url: str) -> None:
     store = Store(url)
     store.migrate()
     store.migrate()  # idempotent: a second start finds the store at head
-    assert store.schema_revision() == "0011"
+    assert store.schema_revision() == "0012"
     assert store.is_empty()
     info = seed_demo_store(store, clients=300, seed=3)
     assert info["accounts"] == 300

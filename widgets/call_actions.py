@@ -132,6 +132,8 @@ class CallActionDialog(QDialog):
             self.template.addItems(notices.template_names())
             self.template.currentTextChanged.connect(lambda _t: self._load_preview())
             self.to_edit.setText(notices.default_recipient(info))
+            if not info.get("client_email"):
+                self.to_edit.setPlaceholderText(f"no e-mail on file for {info['client']}: type the client's address")
             self.to_edit.textChanged.connect(lambda _t: self.validate())
             self.preview.setReadOnly(True)
             self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -183,7 +185,7 @@ class CallActionDialog(QDialog):
     def problem(self) -> str:
         """What is wrong with the input now ("" when the action can run)."""
         if self.kind == "notice":
-            return notices.validate_recipient(self.to_edit.text())[1] or (
+            return notices.validate_recipient(self.to_edit.text(), self.info)[1] or (
                 "" if self.preview.toPlainText() else "preparing the notice…")
         if self.kind == "deadline":
             from datetime import datetime

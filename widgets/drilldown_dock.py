@@ -239,9 +239,11 @@ class DrilldownDock(QWidget):
             call = (bool(t.open[a]), STATUS_NAMES[int(t.status[a])], float(t.amount[a]), t.deadline[a],
                     float(t.opened_at[a]))
             age = int(call_age_days(t.open[a:a + 1], t.opened_at[a:a + 1], t.calendar, m.today())[0])
-            head = (b.acct_codes[a], b.client_codes[a], b.client_names[a], ACCOUNT_TYPES[int(b.acct_type[a])])
+            head = (b.acct_codes[a], b.client_codes[a], b.client_names[a], ACCOUNT_TYPES[int(b.acct_type[a])],
+                    b.client_email(a))
             acct_id = int(b.acct_ids[a]) if b.acct_ids is not None else None
         self.title.setText(f"{head[0]}  ·  {head[1]} {head[2]}  ·  {head[3]}")
+        self.title.setToolTip(f"Notices go to {head[4]}" if head[4] else f"No e-mail on file for {head[1]}")
         self.summary.set("Status", STATUS_NAMES[status].upper(), STATUS_ACCENT[status])
         for name, v in figures.items():
             self.summary.set(name, money(v), "#f85149" if name == "Excess" and v < 0 else None)
