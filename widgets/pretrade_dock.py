@@ -149,13 +149,13 @@ class PretradeDock(QWidget):
 
         self.counts_model = RecordTableModel([
             Field("Reason (rule)", "rule"),
-            Field("Prompt", "prompt", "number", fmt=lambda v: f"{int(v):,}" if v else ""),
-            Field("Approval", "approval", "number", fmt=lambda v: f"{int(v):,}" if v else ""),
+            Field("Total", "total", "number", fmt=lambda v: f"{int(v):,}"),
             Field("Reject", "reject", "number", fmt=lambda v: f"{int(v):,}" if v else ""),
-            Field("Total", "total", "number", fmt=lambda v: f"{int(v):,}")], self, key="key")
+            Field("Approval", "approval", "number", fmt=lambda v: f"{int(v):,}" if v else ""),
+            Field("Prompt", "prompt", "number", fmt=lambda v: f"{int(v):,}" if v else "")], self, key="key")
         self.counts_view = make_table(self.counts_model)
         self.counts_view.setObjectName("pretrade_counts")
-        self.counts_view.sortByColumn(4, Qt.SortOrder.DescendingOrder)
+        self.counts_view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         counts = QWidget()
         cl = QVBoxLayout(counts)
         cl.setContentsMargins(0, 0, 0, 0)
@@ -343,7 +343,7 @@ class PretradeDock(QWidget):
                          "reject": by.get("reject", 0), "total": sum(by.values())})
         self.counts_model.set_records(recs)
         if recs and not self._counts_fitted:
-            fit_columns(self.counts_view, 230)
+            fit_columns(self.counts_view, 170)
             self._counts_fitted = True
         per = decision_counts(self.cols, self._mask)
         parts = [f"<span style='color:{DECISION_ACCENT[d]}'>{per[d]:,} {d}</span>" for d in DECISIONS]
