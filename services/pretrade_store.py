@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -334,7 +335,7 @@ def propose_code(store: Store, user: User, code: str, reason: str, *, threshold:
 RULE_FIELDS = ("account", "security", "trader", "category")
 
 
-def rule_problem(store: Store, code: str, subjects: dict[str, str | None], threshold: float) -> str:
+def rule_problem(store: Store, code: str, subjects: Mapping[str, str | None], threshold: float) -> str:
     """Why a specific rule cannot be made ('' when it can): subjects must match the code's dimension."""
     codes = {c.code: c for c in limit_codes(store)}
     c = codes.get(code)
@@ -363,7 +364,7 @@ def rule_problem(store: Store, code: str, subjects: dict[str, str | None], thres
     return ""
 
 
-def propose_rule(store: Store, user: User, name: str, code: str, subjects: dict[str, str | None], threshold: float,
+def propose_rule(store: Store, user: User, name: str, code: str, subjects: Mapping[str, str | None], threshold: float,
                  reason: str, action: str | None = None, rule_id: int | None = None,
                  active: bool = True) -> int:
     """A new specific rule (or, with ``rule_id``, new values for one) as a change request."""

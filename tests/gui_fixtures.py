@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,6 +20,14 @@ from app.qt_app import create_qapp
 from app.tasks import TaskRunner
 from services.demo_store import seed_demo_store
 from services.store import Store
+
+T = TypeVar("T")
+
+
+def must(v: T | None) -> T:
+    """The record (or value) a test expects to be there: fails the test, naming it, when it is not."""
+    assert v is not None, "expected a record, got None"
+    return v
 
 
 @pytest.fixture(scope="module", autouse=True)

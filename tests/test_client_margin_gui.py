@@ -20,7 +20,7 @@ from services import changes
 from services.auth import User
 from services.margin import MarginEngine
 from services.store import Store
-from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
+from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, must, runner, store  # noqa: F401 (fixtures)
 from widgets.client_margin_dock import ClientMarginDock, Lookups, validate_client_ratio
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
@@ -74,6 +74,7 @@ def _long_holding(store: Store) -> tuple[int, str, int, str]:
     grouped = {int(a) for (a,) in _rows(store, "select account_id from client_group_members")}
     for i in range(len(book.pos_qty)):
         a, s = int(book.pos_acct[i]), int(book.pos_sec[i])
+        assert book.acct_ids is not None
         acct_id = int(book.acct_ids[a])
         if (book.pos_qty[i] > 0 and book.acct_type[a] == 1 and acct_id not in taken
                 and acct_id not in grouped):
@@ -180,10 +181,10 @@ def test_new_ratio_through_four_eyes_into_engine(qtbot: Any, dock: ClientMarginD
         dock.expire_button.click()
     rid2 = int(sig2.args[0])
     assert changes.get(store, rid2).after == {"status": "expired"}
-    assert f"request #{rid2} pending" in dock.model.record(new_id)["request"]
+    assert f"request #{rid2} pending" in must(dock.model.record(new_id))["request"]
     assert changes.approve(store, SAM, rid2) == "approved"
     _refresh(qtbot, dock)
-    assert dock.model.record(new_id)["status"] == "expired"
+    assert must(dock.model.record(new_id))["status"] == "expired"
     source2, im2 = _resolution(store, a, s)
     assert (source2, im2) == (source0, im0)
     dock.set_filter("active")

@@ -43,7 +43,7 @@ def test_kill_during_live_recalculation_leaves_store_consistent(sqlite_url: str)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with store.begin() as conn:
-                if conn.execute(text("select count(*) from margin_call_events")).scalar() > 20:
+                if conn.execute(text("select count(*) from margin_call_events")).scalar_one() > 20:
                     break
             time.sleep(0.1)
         time.sleep(0.3)
@@ -63,6 +63,6 @@ def test_kill_during_live_recalculation_leaves_store_consistent(sqlite_url: str)
         dup_open = conn.execute(text("select count(*) from (select account_id from margin_calls where state = "
                                      "'open' group by account_id having count(*) > 1)")).scalar()
         assert dup_open == 0
-        assert conn.execute(text("select count(*) from margin_calls")).scalar() > 0
+        assert conn.execute(text("select count(*) from margin_calls")).scalar_one() > 0
     # the store opens again and the book loads
     assert Store(sqlite_url).load_book().n_acct == 400

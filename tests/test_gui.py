@@ -324,7 +324,7 @@ def test_refused_password_asks_for_a_login_then_retries_with_it(qtbot: Any, runn
     assert isinstance(login.data["keyring"], bool)  # the dialog says where the password will be kept
     login.answer(("bob", "s3cret"))  # the retry goes to the (unreachable) server as bob
     qtbot.waitUntil(lambda: len(dialogs.history) == 2, timeout=15_000)
-    assert ctl.url.startswith("postgresql+psycopg://bob@127.0.0.1:1/risk") and ctl.attempts == 1
+    assert (ctl.url or "").startswith("postgresql+psycopg://bob@127.0.0.1:1/risk") and ctl.attempts == 1
     retry = dialogs.pending[0]
     assert retry.kind == "retry" and "s3cret" not in retry.text
     retry.answer(False)

@@ -25,7 +25,7 @@ def test_no_gui_imports_in_services_or_models() -> None:
                     names = [node.module]
                 for n in names:
                     if n.split(".")[0] in FORBIDDEN:
-                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {n}")
+                        offenders.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)} imports {n}")
     assert offenders == []
 
 

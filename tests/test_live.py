@@ -75,7 +75,7 @@ def test_live_prices_update_results_and_calls(store: Store) -> None:
                                   .where(S.margin_calls.c.state == "open")).scalar()
             n_snap = conn.execute(select(func.count()).select_from(S.margin_call_snapshots)).scalar()
         assert n_open == int(mon.tracker.open.sum()) > 0
-        assert n_snap >= n_open
+        assert n_open is not None and n_snap is not None and n_snap >= n_open
     finally:
         mon.stop()
         sim.stop()
@@ -115,6 +115,7 @@ def test_pause_marks_feed_and_prices_stale(store: Store) -> None:
     mon._subscriber = None
     from services.feed.subscriber import FeedSubscriber
 
+    assert sim.endpoint is not None
     mon._subscriber = FeedSubscriber(sim.endpoint, mon._on_batch, mon._on_resync, stats=mon.stats,
                                      stale_after=0.5)
     mon._subscriber.start()

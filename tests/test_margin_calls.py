@@ -78,6 +78,7 @@ def _persisted(url: str) -> None:
     book = make_book([_acct("M1", -20_000), _acct("M2", 500_000)], [("M1", "A.HK", 1000), ("M2", "A.HK", 1000)])
     store.save_book(book)
     book = store.load_book()
+    assert book.acct_ids is not None
     e = MarginEngine(book)
     tr = CallTracker(2, TradingCalendar(HOLIDAYS))
     repo = CallRepository(store, book.acct_ids)

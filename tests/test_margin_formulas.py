@@ -5,6 +5,7 @@ Every expected number below was worked out by hand from the formulas; the commen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ def _acct(code: str, hkd: float = 0.0, usd: float = 0.0, type_: str = "margin", 
             "cash": {"HKD": hkd, "USD": usd}, "financing_limit": limit}
 
 
-def make_book(accounts: list[dict[str, Any]], positions: list[tuple[str, str, float]], **extra: Any) -> Any:
+def make_book(accounts: list[dict[str, Any]], positions: Sequence[tuple[str, str, float]], **extra: Any) -> Any:
     doc = {"as_of": "2026-11-20T16:10:00+08:00", "base_currency": "HKD", "fx": {"HKD": 1.0, "USD": 7.8},
            "securities": SECURITIES, "accounts": accounts,
            "positions": [{"account": a, "code": c, "qty": q} for a, c, q in positions]}

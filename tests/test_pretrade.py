@@ -175,7 +175,7 @@ def test_specific_rules_take_priority_over_the_global_rule() -> None:
     assert e.check(order("RICH", qty=6_000, price=100), T0).reasons == []
     # price deviation: 111 vs last 100 is 11% > 10%; market orders are not checked
     d = e.check(order("RICH", qty=10, price=111), T0)
-    assert [(r.rule, round(r.observed, 4)) for r in d.reasons] == [("SEC_PRICE_DEV", 0.11)]
+    assert [(r.rule, round(r.observed or 0.0, 4)) for r in d.reasons] == [("SEC_PRICE_DEV", 0.11)]
     assert e.check(order("RICH", qty=10, price=None, order_type="market"), T0).decision == "accept"
 
 

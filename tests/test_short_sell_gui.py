@@ -18,7 +18,7 @@ from app.tasks import TaskRunner
 from services import changes, short_sell
 from services.auth import User
 from services.store import Store
-from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
+from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, must, runner, store  # noqa: F401 (fixtures)
 from widgets.short_sell_dock import ShortSellDock, validate_rule
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
@@ -75,7 +75,7 @@ def test_lists_securities_with_search_and_filter(qtbot: Any, dock: ShortSellDock
     assert dock.model.index(0, status_col).data() in ("sellable", "prohibited", "auto-prohibited")
     dock.search_edit.setText(code)
     assert 1 <= dock.model.rowCount() < n
-    assert all(code.lower() in dock.model.record_at(r)["code"].lower() for r in range(dock.model.rowCount()))
+    assert all(code.lower() in must(dock.model.record_at(r))["code"].lower() for r in range(dock.model.rowCount()))
     dock.search_edit.clear()
     dock.filter_combo.setCurrentIndex(1)  # not sellable: nothing in the fresh demo store
     assert dock.model.rowCount() == 0
@@ -119,7 +119,7 @@ def test_rule_through_four_eyes_then_auto_prohibit(qtbot: Any, dock: ShortSellDo
     assert req.kind == "short_sell_rule" and req.status == "pending"
     assert req.after == {"status": "sellable", "closure_threshold": 10_000.0, "recovery_threshold": 50_000.0}
     assert f"#{rid}" in dock.message.text() and "awaiting approval" in dock.message.text()
-    assert dock.row(code)["pending"] == f"pending #{rid}"
+    assert must(dock.row(code))["pending"] == f"pending #{rid}"
     assert not dock.submit_button.isEnabled()  # one pending request per security
     assert short_sell.statuses(store)[code].closure is None  # nothing applied before approval
 
@@ -135,7 +135,7 @@ def test_rule_through_four_eyes_then_auto_prohibit(qtbot: Any, dock: ShortSellDo
     assert dock.model.index(row, dock.model.column_of("Status")).data() == "auto-prohibited"
     assert dock.history_model.index(0, 1).data() == "auto-prohibit"
     dock.filter_combo.setCurrentIndex(1)
-    assert [dock.model.record_at(r)["code"] for r in range(dock.model.rowCount())] == [code]
+    assert [must(dock.model.record_at(r))["code"] for r in range(dock.model.rowCount())] == [code]
     dock.filter_combo.setCurrentIndex(0)
     dock.select_code(code)
     shot = tmp_path / "short_sell_dock.png"

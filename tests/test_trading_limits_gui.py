@@ -18,7 +18,7 @@ from app.tasks import TaskRunner
 from services import changes
 from services.auth import User
 from services.store import Store
-from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
+from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, must, runner, store  # noqa: F401 (fixtures)
 from widgets.trading_limits_dock import TradingLimitsDock, validate_limit
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
@@ -133,4 +133,4 @@ def test_set_invalid(qtbot: Any, dock: TradingLimitsDock, store: Store) -> None:
         dock.invalidate_selected()
     changes.approve(store, SAM, int(sig.args[0]))
     _refresh(qtbot, dock)
-    assert dock.record_for(acct, "order_notional")["state"] == "invalid"
+    assert must(dock.record_for(acct, "order_notional"))["state"] == "invalid"
