@@ -46,6 +46,15 @@ def _tcp_address(text: str) -> str:
     return text
 
 
+def _allow_list(text: str) -> Any:
+    from services.zmtp import BindError, parse_allow
+
+    try:
+        return parse_allow(text)
+    except BindError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _non_negative_float(v: str) -> float:
     try:
         f = float(v)
@@ -148,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bind", type=_tcp_address, default="tcp://127.0.0.1:5600",
                    help="address to answer ZeroMQ clients on (tcp://HOST:PORT)")
     s.add_argument("--feed", help="follow this price/position feed (e.g. tcp://127.0.0.1:5599)")
+    s.add_argument("--allow", type=_allow_list, metavar="ADDR[,NET…]",
+                   help="answer only these hosts or networks (e.g. 10.1.2.3,10.9.0.0/16); others are "
+                        "disconnected. Without it, any host that reaches --bind is answered")
     s.add_argument("--duration", type=_non_negative_float, help="stop after S seconds")
     s.add_argument("--sync-writes", action="store_true", help=argparse.SUPPRESS)  # benchmark baseline
 
@@ -502,8 +514,11 @@ def cmd_check_server(args: argparse.Namespace) -> int:
 
     from services.check_server import CheckServer
     from services.store import default_url
-    from services.zmtp import BindError
+    from services.zmtp import BindError, is_loopback, parse_address
 
+    if args.allow is None and not is_loopback(parse_address(args.bind)[0]):
+        print(f"check-server: warning: {args.bind} is reachable from other hosts and any of them may check "
+              "orders and report fills; name the order system's hosts with --allow", file=sys.stderr, flush=True)
     store = _open_store(args.db or default_url())
     if store.is_empty():
         raise CliError(f"{store.display_name} has no accounts; run `demo --db URL` first")
@@ -514,7 +529,7 @@ def cmd_check_server(args: argparse.Namespace) -> int:
     # the request loop gets the interpreter back within 0.5 ms when a background thread holds it
     sys.setswitchinterval(0.0005)
     server = CheckServer(store, args.bind, feed=args.feed, sync_writes=args.sync_writes, tune_gc=True,
-                         writer_process=True)
+                         writer_process=True, allow=args.allow)
     try:
         server.start()
     except BindError as e:
@@ -525,7 +540,8 @@ def cmd_check_server(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"check-server: answering on {server.endpoint} for {store.display_name}", flush=True)
+    only = f" (only {', '.join(str(n) for n in args.allow)})" if args.allow else ""
+    print(f"check-server: answering on {server.endpoint}{only} for {store.display_name}", flush=True)
     stop.wait(args.duration)
     server.stop()
     return 0

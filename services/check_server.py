@@ -35,6 +35,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ from services import pretrade_store as ps
 from services.decision_writer import DecisionWriter
 from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order, to_json
 from services.store import Store
-from services.zmtp import RouterEndpoint
+from services.zmtp import Network, RouterEndpoint
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024
@@ -95,9 +96,10 @@ class CheckServer:
 
     def __init__(self, store: Store, bind: str, feed: str | None = None, flags_refresh: float = 3.0,
                  engine: PreTradeEngine | None = None, sync_writes: bool = False, tune_gc: bool = False,
-                 writer_process: bool = False) -> None:
+                 writer_process: bool = False, allow: Sequence[Network] | None = None) -> None:
         self.store = store
         self.bind = bind
+        self.allow = allow  # the peers answered (None: any that reaches the address)
         self.feed_address = feed
         self.flags_refresh = flags_refresh
         self.sync_writes = sync_writes  # the naive design (commit per decision): benchmark baseline only
@@ -142,7 +144,7 @@ class CheckServer:
             _tune_gc()
 
         try:
-            ep = self._endpoint = RouterEndpoint(self.bind, MAX_REQUEST_BYTES)
+            ep = self._endpoint = RouterEndpoint(self.bind, MAX_REQUEST_BYTES, self.allow)
         except ValueError as e:  # the address is malformed or taken: `start` raises it
             self.error = e
             self.ready.set()

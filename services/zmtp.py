@@ -25,18 +25,21 @@ owns the endpoint; `wake` may be called from any thread.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import selectors
 import socket
 import struct
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
 MAX_FRAMES = 32  # frames in one message (an envelope of a few routing frames and the request)
 MAX_COMMAND = 64 * 1024  # bytes of a command frame (READY with its properties, PING)
 MAX_UNSENT = 64 * 1024 * 1024  # answers a connection has not read: beyond this the connection is dropped
+REFUSAL_LOG_EVERY = 60.0  # seconds between log messages about one refused address
 PEER_TYPES = (b"REQ", b"DEALER", b"ROUTER")  # the socket types that can talk to a ROUTER (RFC 28)
 
 # greeting: signature, version 3.1, mechanism NULL, as-server 0, filler (RFC 23)
@@ -51,6 +54,7 @@ _GREETING, _HANDSHAKE, _OPEN = 0, 1, 2
 # a delivered message: (connection id, its envelope as received — every frame before the last, in wire
 # form, sent back as it came —, the request body or None when it is too large, the request's size)
 Message = tuple[int, bytes, bytes | None, int]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BindError(ValueError):
@@ -117,6 +121,43 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_allow(text: str) -> tuple[Network, ...]:
+    """``--allow``: comma-separated hosts or networks (``10.1.2.3``, ``10.1.0.0/16``, ``::1``) the
+    service answers; a malformed item is named."""
+    out: list[Network] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise BindError(f"--allow {item!r}: give an IP address or network (10.1.2.3, 10.1.0.0/16, ::1)"
+                            ) from None
+    if not out:
+        raise BindError("--allow: name at least one IP address or network")
+    return tuple(out)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind host (as `parse_address` returns it) serves this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed(networks: Sequence[Network], host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+    return any(ip in n for n in networks)
+
+
 class _Connection:
     __slots__ = ("id", "sock", "stage", "buf", "envelope", "size", "skip", "unsent", "writing", "peer")
 
@@ -135,11 +176,13 @@ class _Connection:
 
 class RouterEndpoint:
     """Listens on ``address``; `receive` returns the messages that have arrived, `send` queues an answer
-    and `flush` writes the queued answers (call it once the messages at hand are answered)."""
+    and `flush` writes the queued answers (call it once the messages at hand are answered).
+    With ``allow``, a connection from any other address is closed as soon as it is accepted."""
 
-    def __init__(self, address: str, max_request: int) -> None:
+    def __init__(self, address: str, max_request: int, allow: Sequence[Network] | None = None) -> None:
         host, port = parse_address(address)
         self.max_request = max_request
+        self.allow = tuple(allow) if allow else None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
@@ -168,6 +211,8 @@ class RouterEndpoint:
         self._next_id = 0
         self._dirty: list[_Connection] = []  # connections with answers queued since the last flush
         self.refused = 0  # connections closed for a protocol error
+        self.refused_peers = 0  # connections closed because their address is not allowed
+        self._refusals: dict[str, tuple[float, int]] = {}  # address -> (last logged, refused since)
 
     # ------------------------------------------------------------------ the loop's side
     @property
@@ -238,6 +283,10 @@ class RouterEndpoint:
             except OSError as e:  # out of file descriptors and the like: keep serving the others
                 log.warning("check service: cannot accept a connection: %s", e)
                 return
+            if self.allow is not None and not _allowed(self.allow, addr[0]):
+                sock.close()
+                self._refused_peer(addr[0])
+                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._next_id += 1
@@ -246,6 +295,20 @@ class RouterEndpoint:
             self._selector.register(sock, selectors.EVENT_READ, conn)
             conn.unsent += GREETING + READY  # both at once: the NULL handshake needs nothing from the peer
             self._write(conn)
+
+    def _refused_peer(self, host: str) -> None:
+        """Count it; log it once a minute per address (a ZeroMQ client reconnects every 0.1 s)."""
+        self.refused_peers += 1
+        now = time.monotonic()
+        last, since = self._refusals.get(host, (-REFUSAL_LOG_EVERY, 0))
+        if now - last < REFUSAL_LOG_EVERY:
+            self._refusals[host] = (last, since + 1)
+            return
+        if len(self._refusals) > 1024:  # many addresses: keep the table small
+            self._refusals.clear()
+        self._refusals[host] = (now, 0)
+        more = f" ({since:,} more since the last message)" if since else ""
+        log.warning("check service: refused a connection from %s: not in --allow%s", host, more)
 
     def _drop(self, conn: _Connection, why: str | None) -> None:
         if why is not None:

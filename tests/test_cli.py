@@ -54,6 +54,8 @@ def test_same_seed_same_book(tmp_path: Path) -> None:
     (("margin", "--book", "/nonexistent/book.json"), "cannot read the book file", 1),
     (("frobnicate",), "invalid choice", 2),
     (("margin", "--db", "mysql://x@y/z"), "unsupported database", 1),
+    (("check-server", "--allow", "10.0.0.300"), "--allow '10.0.0.300': give an IP address or network", 2),
+    (("check-server", "--allow", " , "), "--allow: name at least one IP address or network", 2),
 ])
 def test_bad_arguments_get_one_clear_line(args: tuple[str, ...], needle: str, code: int) -> None:
     r = run(*args)

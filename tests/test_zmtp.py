@@ -8,6 +8,7 @@ never would (split frames, bad greetings, other security mechanisms, floods of f
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 import threading
@@ -18,7 +19,7 @@ import pytest
 import zmq
 
 from services import zmtp
-from services.zmtp import BindError, RouterEndpoint, parse_address
+from services.zmtp import BindError, RouterEndpoint, is_loopback, parse_address, parse_allow
 
 
 class Echo:
@@ -322,3 +323,67 @@ def test_a_port_in_use_is_named() -> None:
             RouterEndpoint(ep.endpoint, 1024)
     finally:
         ep.close()
+
+
+def _served_by(allow: str) -> tuple[RouterEndpoint, threading.Thread, threading.Event]:
+    ep = RouterEndpoint("tcp://127.0.0.1:*", 1024, parse_allow(allow))
+    halt = threading.Event()
+
+    def loop() -> None:
+        while not halt.is_set():
+            for cid, envelope, body, _size in ep.receive(0.02):
+                ep.send(cid, envelope, body or b"")
+            ep.flush()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return ep, t, halt
+
+
+def test_only_allowed_peers_are_answered(caplog: pytest.LogCaptureFixture) -> None:
+    # a service that answers 10.0.0.0/8 only closes a connection from 127.0.0.1 at once, and serves on
+    ep, t, halt = _served_by("10.0.0.0/8, 192.168.1.7")
+    try:
+        raw = socket.create_connection(("127.0.0.1", _port(ep.endpoint)), timeout=5)
+        raw.settimeout(5)
+        assert raw.recv(64) == b""  # closed without a greeting
+        raw.close()
+        ctx, req = _zmq(zmq.REQ, ep.endpoint)
+        req.setsockopt(zmq.RCVTIMEO, 500)
+        req.send(b"hello")
+        with pytest.raises(zmq.Again):
+            req.recv()
+        req.close(0)
+        ctx.term()
+        assert ep.refused_peers >= 2 and ep.connections == 0
+        # the REQ socket reconnected every 0.1 s: the log says so once, not each time
+        said = [r.getMessage() for r in caplog.records if "refused a connection" in r.getMessage()]
+        assert said == ["check service: refused a connection from 127.0.0.1: not in --allow"]
+    finally:
+        halt.set()
+        t.join(5)
+        ep.close()
+    # the same client, allowed (as a host and as a network), is answered
+    for allow in ("127.0.0.1", "127.0.0.0/8,::1"):
+        ep, t, halt = _served_by(allow)
+        try:
+            _still_served(ep.endpoint)
+            assert ep.refused_peers == 0
+        finally:
+            halt.set()
+            t.join(5)
+            ep.close()
+
+
+def test_allow_lists_and_loopback_binds() -> None:
+    assert parse_allow("10.1.2.3, 10.9.0.0/16,::1") == (
+        ipaddress.ip_network("10.1.2.3/32"), ipaddress.ip_network("10.9.0.0/16"), ipaddress.ip_network("::1/128"))
+    assert parse_allow("10.9.1.1/16") == (ipaddress.ip_network("10.9.0.0/16"),)  # host bits dropped
+    assert zmtp._allowed(parse_allow("10.9.0.0/16"), "::ffff:10.9.4.5")  # an IPv4 peer on a dual-stack socket
+    assert not zmtp._allowed(parse_allow("10.9.0.0/16"), "10.8.4.5")
+    for bad in ("10.0.0.300", "host.example", "10.0.0.0/33"):
+        with pytest.raises(BindError, match=f"--allow '{bad}'"):
+            parse_allow(bad)
+    assert [is_loopback(parse_address(a)[0]) for a in (
+        "tcp://127.0.0.1:1", "tcp://[::1]:1", "tcp://localhost:1", "tcp://*:1", "tcp://10.0.0.5:1")] == [
+        True, True, True, False, False]
