@@ -18,9 +18,10 @@ from sqlalchemy import text
 from app.tasks import TaskRunner
 from services import changes, credit
 from services.auth import User
+from services.lists_view import validate_member
 from services.store import Store
 from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)
-from widgets.lists_dock import ListsDock, validate_member
+from widgets.lists_dock import ListsDock
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
 WAIT = 5000

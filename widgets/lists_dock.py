@@ -6,15 +6,15 @@ request touches say so ("request #12 pending"), and a pending insert shows as it
 maker sees what waits. The form validates inline as it is typed: codes that exist, a reason, an
 account already in the group or already blacklisted for the tag is refused with a message.
 
-Every database call runs in the task runner; the worker functions below are plain Python (no Qt).
+Every database call runs in the task runner; the worker functions are plain Python (no Qt) in
+`services.lists_view`; each group tab is a `widgets.list_group_tab.GroupTab`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -23,13 +23,20 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from services.lists_view import (
+    TAGS,
+    ListsSnapshot,
+    load_lists,
+    submit_blacklist_insert,
+    validate_blacklist_add,
+)
 from widgets.formatting import CENTER
+from widgets.list_group_tab import GroupTab, message_label
 from widgets.records import (
     ERROR_COLOUR,
     MUTED_TEXT,
@@ -47,363 +54,12 @@ if TYPE_CHECKING:
     from services.auth import User
     from services.store import Store
 
-TAGS = ("Credit", "Asset Transfer")
-GROUP_KINDS = {  # tab key -> (request kind, member column, what a member is)
-    "client": ("client_group_member", "account_id", "account"),
-    "stock": ("stock_group_member", "security_id", "security"),
-}
-
-
-# ---------------------------------------------------------------------- pure parts (no Qt)
-@dataclass
-class ListsSnapshot:
-    """Everything the dock shows, read in one task."""
-
-    blacklist: list[dict[str, Any]] = field(default_factory=list)
-    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "client"/"stock" -> groups
-    members: dict[str, dict[int, list[dict[str, Any]]]] = field(default_factory=dict)  # kind -> group -> rows
-    accounts: dict[str, int] = field(default_factory=dict)  # code -> id
-    clients: dict[str, int] = field(default_factory=dict)
-    securities: dict[str, int] = field(default_factory=dict)
-    may_request: dict[str, bool] = field(default_factory=dict)
-
-
-def load_lists(store: Store, user: User) -> ListsSnapshot:
-    """Blacklist, groups with members, codes and the pending requests on them (task function)."""
-    from sqlalchemy import text
-
-    from services import changes
-    from services.auth import permitted
-
-    snap = ListsSnapshot()
-    with store.begin() as conn:
-        snap.accounts = {r.code: int(r.id) for r in conn.execute(text("select id, code from accounts"))}
-        snap.clients = {r.code: int(r.id) for r in conn.execute(text("select id, code from clients"))}
-        snap.securities = {r.code: int(r.id) for r in conn.execute(text("select id, code from securities"))}
-        acc_info = {int(r.id): (r.code, r.name or "", r.type) for r in conn.execute(text(
-            "select a.id, a.code, a.type, c.name from accounts a join clients c on c.id = a.client_id"))}
-        client_code = {v: k for k, v in snap.clients.items()}
-        sec_info = {int(r.id): (r.code, r.name or "", r.market) for r in conn.execute(text(
-            "select id, code, name, market from securities"))}
-        bl = [dict(r._mapping) for r in conn.execute(text(
-            "select id, account_id, client_id, tag, enabled, remark from blacklist order by id"))]
-        groups = {
-            "client": [dict(r._mapping) for r in conn.execute(text("select id, name from client_groups order by name"))],
-            "stock": [dict(r._mapping) for r in conn.execute(text("select id, name from stock_groups order by name"))],
-        }
-        member_rows = {
-            "client": [(int(r[0]), int(r[1])) for r in conn.execute(text(
-                "select group_id, account_id from client_group_members"))],
-            "stock": [(int(r[0]), int(r[1])) for r in conn.execute(text(
-                "select group_id, security_id from stock_group_members"))],
-        }
-    pending = [r for r in changes.listing(store, status="pending")
-               if r.kind in ("blacklist", "client_group_member", "stock_group_member")]
-
-    def subject(account_id: Any, client_id: Any) -> tuple[str, str]:
-        if account_id is not None:
-            return "Account", acc_info.get(int(account_id), (f"#{account_id}",))[0]
-        return "Client", client_code.get(int(client_id), f"#{client_id}")
-
-    bl_pending: dict[int, tuple[int, str]] = {}
-    for req in reversed(pending):  # oldest first, so the newest request wins
-        if req.kind == "blacklist" and "id" in req.target_key:
-            bl_pending[int(req.target_key["id"])] = (req.id, req.op)
-    for r in bl:
-        r["subject_kind"], r["subject"] = subject(r["account_id"], r["client_id"])
-        r["enabled"] = bool(r["enabled"])
-        p = bl_pending.pop(int(r["id"]), None)
-        r["pending_id"] = p[0] if p else None
-        r["pending"] = f"request #{p[0]} pending ({'disable' if r['enabled'] else 'enable'})" if p and p[1] == "update" \
-            else (f"request #{p[0]} pending (delete)" if p else "")
-    for req in pending:  # pending inserts: a row of their own
-        if req.kind == "blacklist" and req.op == "insert" and int(req.target_key.get("id", -1)) in bl_pending:
-            a = req.after
-            kind, code = subject(a.get("account_id"), a.get("client_id"))
-            bl.append({"id": int(req.target_key["id"]), "account_id": a.get("account_id"),
-                       "client_id": a.get("client_id"), "tag": a.get("tag", ""), "enabled": bool(a.get("enabled", True)),
-                       "remark": a.get("remark", ""), "subject_kind": kind, "subject": code, "new": True,
-                       "pending_id": req.id, "pending": f"request #{req.id} pending (new)"})
-    for r in bl:
-        r["enabled_text"] = "Yes" if r["enabled"] else "No"
-        r["subject_text"] = f"{r['subject']} ({r['subject_kind'].lower()})"
-    snap.blacklist = bl
-
-    for gk, (kind, col, _what) in GROUP_KINDS.items():
-        info = acc_info if gk == "client" else sec_info
-        by_group: dict[int, dict[int, dict[str, Any]]] = {int(g["id"]): {} for g in groups[gk]}
-
-        def row(mid: int, info: dict[int, tuple[str, str, str]] = info) -> dict[str, Any]:
-            code, name, extra = info.get(mid, (f"#{mid}", "", ""))
-            return {"id": mid, "code": code, "name": name, "extra": extra, "pending": "", "pending_id": None,
-                    "member": True}
-
-        for gid, mid in member_rows[gk]:
-            by_group.setdefault(gid, {})[mid] = row(mid)
-        for req in reversed(pending):
-            if req.kind != kind or "group_id" not in req.target_key:
-                continue
-            gid, mid = int(req.target_key["group_id"]), int(req.target_key[col])
-            rows = by_group.setdefault(gid, {})
-            if mid not in rows:
-                rows[mid] = {**row(mid), "member": False}
-            rows[mid]["pending_id"] = req.id
-            rows[mid]["pending"] = f"request #{req.id} pending ({'add' if req.op == 'insert' else 'remove'})"
-        snap.members[gk] = {gid: sorted(members.values(), key=lambda r: r["code"])
-                            for gid, members in by_group.items()}
-        for g in groups[gk]:
-            listed = snap.members[gk].get(int(g["id"]), [])
-            g["members"] = sum(1 for r in listed if r["member"])
-            n = sum(1 for r in listed if r["pending_id"])
-            g["pending"] = f"{n} pending" if n else ""
-        snap.groups[gk] = groups[gk]
-        snap.may_request[kind] = permitted(store, user, "request", kind)
-    snap.may_request["blacklist"] = permitted(store, user, "request", "blacklist")
-    return snap
-
-
-def validate_blacklist_add(snap: ListsSnapshot | None, subject_kind: str, code: str, tag: str,
-                           reason: str) -> tuple[dict[str, Any] | None, str]:
-    """(the new row's values, "") for an acceptable blacklist entry, else (None, why not)."""
-    code = code.strip().upper()
-    if snap is None:
-        return None, "Loading…"
-    if not code:
-        return None, ""
-    codes = snap.accounts if subject_kind == "Account" else snap.clients
-    if code not in codes:
-        return None, f"Unknown {subject_kind.lower()} “{code}”."
-    if tag not in TAGS:
-        return None, f"Tag must be one of {', '.join(TAGS)}."
-    col = "account_id" if subject_kind == "Account" else "client_id"
-    for r in snap.blacklist:
-        if r.get(col) is not None and int(r[col]) == codes[code] and r["tag"] == tag:
-            what = r["pending"] or ("enabled" if r["enabled"] else "disabled")
-            return None, f"{code} already has a {tag} blacklist entry ({what})."
-    if not reason.strip():
-        return None, "Give a reason: the checker decides on it."
-    return {col: codes[code], "tag": tag, "enabled": True}, ""
-
-
-def validate_member(snap: ListsSnapshot | None, gk: str, group_id: int | None, code: str,
-                    reason: str) -> tuple[int | None, str]:
-    """(the member's id, "") when ``code`` may be added to the group, else (None, why not)."""
-    what = GROUP_KINDS[gk][2]
-    code = code.strip().upper()
-    if snap is None:
-        return None, "Loading…"
-    if group_id is None:
-        return None, "Select a group."
-    if not code:
-        return None, ""
-    codes = snap.accounts if gk == "client" else snap.securities
-    if code not in codes:
-        return None, f"Unknown {what} “{code}”."
-    mid = codes[code]
-    for r in snap.members.get(gk, {}).get(group_id, []):
-        if r["id"] == mid:
-            name = next((g["name"] for g in snap.groups.get(gk, []) if int(g["id"]) == group_id), "the group")
-            if r["member"]:
-                return None, f"{what.capitalize()} {code} is already in {name}."
-            return None, f"{r['pending']} already adds {code} to {name}."
-    if not reason.strip():
-        return None, "Give a reason: the checker decides on it."
-    return mid, ""
-
-
-def submit_blacklist_insert(store: Store, user: User, after: dict[str, Any], reason: str,
-                            context: dict[str, Any]) -> int:
-    """An insert request for a new blacklist row, its id above every used or promised one (task)."""
-    from services import changes
-
-    with store.begin() as conn:
-        new_id = changes.insert_id_floor(conn, "blacklist") + 1
-    return changes.submit(store, user, "blacklist", {"id": new_id}, after, reason, op="insert", context=context)
-
 
 # ---------------------------------------------------------------------- the dock
 def _caption(text: str) -> QLabel:
     label = QLabel(text)
     label.setProperty("role", "caption")
     return label
-
-
-def _message_label() -> QLabel:
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.hide()
-    return label
-
-
-class _GroupTab(QWidget):
-    """Groups on the left, members of the selected group on the right, a form below."""
-
-    def __init__(self, dock: ListsDock, gk: str) -> None:
-        super().__init__()
-        self.dock, self.gk = dock, gk
-        self.kind, self.col, self.what = GROUP_KINDS[gk]
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 4, 0, 0)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        self.group_model = RecordTableModel([
-            Field("Group", "name"),
-            Field("Members", "members", "number", fmt=lambda v: str(int(v)) if v == v else ""),
-            Field("Pending", "pending", align=CENTER, foreground=lambda v: OVERDUE_TEXT if v else None),
-        ], self)
-        self.group_view = make_table(self.group_model)
-        self.group_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.group_view.selectionModel().currentRowChanged.connect(self._group_changed)
-        extra = "Client" if gk == "client" else "Market"
-        self.member_model = RecordTableModel([
-            Field("Account" if gk == "client" else "Security", "code"),
-            Field("Name" if gk == "stock" else "Client name", "name"),
-            Field("Type" if gk == "client" else extra, "extra"),
-            Field("Request", "pending", foreground=lambda v: OVERDUE_TEXT if v else None,
-                  tooltip="a change request waiting for approval in the Approvals dock"),
-        ], self, row_foreground=lambda r: None if r.get("member") else MUTED_TEXT)
-        self.member_view = make_table(self.member_model)
-        self.member_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.member_view.selectionModel().currentRowChanged.connect(lambda *_: self.update_form())
-        split.addWidget(self.group_view)
-        split.addWidget(self.member_view)
-        split.setSizes([260, 640])
-        lay.addWidget(split, 1)
-
-        card = QFrame()
-        card.setProperty("role", "card")
-        grid = QGridLayout(card)
-        grid.setContentsMargins(10, 8, 10, 8)
-        grid.setHorizontalSpacing(10)
-        self.group_label = QLabel("Select a group")
-        self.group_label.setStyleSheet("font-weight: 600; font-size: 13px")
-        grid.addWidget(self.group_label, 0, 0, 1, 4)
-        self.code_edit = QLineEdit()
-        self.code_edit.setPlaceholderText("account code, e.g. C000001" if gk == "client" else "security code, e.g. 700.HK")
-        self.reason_edit = QLineEdit()
-        self.reason_edit.setPlaceholderText("reason for the change (shown to the checker)")
-        for e in (self.code_edit, self.reason_edit):
-            e.textChanged.connect(self._edited)
-        grid.addWidget(QLabel("Account" if gk == "client" else "Security"), 1, 0)
-        grid.addWidget(self.code_edit, 1, 1)
-        grid.addWidget(QLabel("Reason"), 1, 2)
-        grid.addWidget(self.reason_edit, 1, 3)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 3)
-        self.validation = QLabel("")
-        self.validation.setStyleSheet(f"color: {ERROR_COLOUR}")
-        self.validation.setWordWrap(True)
-        grid.addWidget(self.validation, 2, 1, 1, 3)
-        bottom = QHBoxLayout()
-        self.message = _message_label()
-        bottom.addWidget(self.message, 1)
-        bottom.addStretch(0)  # keeps the buttons right while the message is hidden
-        self.add_button = QPushButton("&Add member")
-        self.add_button.clicked.connect(self.add_member)
-        self.remove_button = QPushButton("&Remove member")
-        self.remove_button.clicked.connect(self.remove_member)
-        for b in (self.add_button, self.remove_button):
-            b.setAutoDefault(False)
-            bottom.addWidget(b, 0, Qt.AlignmentFlag.AlignTop)
-        grid.addLayout(bottom, 3, 0, 1, 4)
-        self.reason_edit.returnPressed.connect(self.add_member)
-        lay.addWidget(card)
-        self._fitted = False
-
-    # ------------------------------------------------------------------ data
-    def group_id(self) -> int | None:
-        idx = self.group_view.currentIndex()
-        return self.group_model.key_at(idx.row()) if idx.isValid() else None
-
-    def group_name(self) -> str:
-        gid = self.group_id()
-        rec = self.group_model.record(gid) if gid is not None else None
-        return str(rec["name"]) if rec else ""
-
-    def selected_member(self) -> dict[str, Any] | None:
-        idx = self.member_view.currentIndex()
-        return self.member_model.record_at(idx.row()) if idx.isValid() else None
-
-    def loaded(self, snap: ListsSnapshot) -> None:
-        self.group_model.set_records(snap.groups.get(self.gk, []))
-        if not self.group_view.currentIndex().isValid() and self.group_model.rowCount():
-            self.group_view.selectRow(0)
-        self._show_members()
-        if not self._fitted and self.member_model.rowCount():
-            fit_columns(self.group_view, 200)
-            fit_columns(self.member_view, 260)
-            self._fitted = True
-
-    def _group_changed(self, _cur: QModelIndex, _prev: QModelIndex) -> None:
-        self._show_members()
-
-    def _show_members(self) -> None:
-        snap, gid = self.dock.snapshot, self.group_id()
-        rows = snap.members.get(self.gk, {}).get(gid, []) if snap is not None and gid is not None else []
-        self.member_model.set_records(rows)
-        self.group_label.setText(f"{self.group_name()} · {sum(1 for r in rows if r['member'])} members"
-                                 if gid is not None else "Select a group")
-        self.update_form()
-
-    # ------------------------------------------------------------------ form
-    def _edited(self) -> None:
-        if self.message.property("tone") != "info":
-            self.message.hide()
-        self.update_form()
-
-    def _problem(self) -> tuple[int | None, str]:
-        snap = self.dock.snapshot
-        if snap is not None and not snap.may_request.get(self.kind, False):
-            return None, f"You may view groups but not request {self.what} membership changes."
-        return validate_member(snap, self.gk, self.group_id(), self.code_edit.text(), self.reason_edit.text())
-
-    def update_form(self) -> None:
-        mid, why = self._problem()
-        self.validation.setText(why)
-        self.validation.setVisible(bool(why))
-        bad_code = bool(why) and bool(self.code_edit.text().strip()) and "reason" not in why.lower()
-        self.code_edit.setStyleSheet(f"border: 1px solid {ERROR_COLOUR}" if bad_code else "")
-        idle = self.dock.busy is None
-        self.add_button.setEnabled(mid is not None and idle)
-        m = self.selected_member()
-        may = self.dock.snapshot is not None and self.dock.snapshot.may_request.get(self.kind, False)
-        self.remove_button.setEnabled(idle and may and m is not None and m["member"] and not m["pending_id"]
-                                      and bool(self.reason_edit.text().strip()))
-
-    def add_member(self) -> None:
-        """Submit a membership insert request; refused inline when the form is not valid."""
-        mid, why = self._problem()
-        gid = self.group_id()
-        if mid is None or gid is None:
-            self.validation.setText(why or f"Enter the {self.what} code.")
-            self.validation.show()
-            return
-        code = self.code_edit.text().strip().upper()
-        self.dock.run_submit(self, self.kind, {"group_id": gid, self.col: mid}, {}, self.reason_edit.text(),
-                             "insert", f"{code} → {self.group_name()}", {"group": self.group_name(), self.what: code})
-
-    def remove_member(self) -> None:
-        m, gid = self.selected_member(), self.group_id()
-        reason = self.reason_edit.text().strip()
-        if m is None or gid is None:
-            why = f"Select the {self.what} to remove."
-        elif not m["member"] or m["pending_id"]:
-            why = f"{m['pending'] or m['code'] + ' is not a member'}: decide or cancel it first."
-        elif not reason:
-            why = "Give a reason: the checker decides on it."
-        else:
-            self.dock.run_submit(self, self.kind, {"group_id": gid, self.col: m["id"]}, {}, reason, "delete",
-                                 f"{m['code']} out of {self.group_name()}", {"group": self.group_name(),
-                                                                             self.what: m["code"]})
-            return
-        self.validation.setText(why)
-        self.validation.show()
-
-    def submitted(self, rid: int, what: str) -> None:
-        for e in (self.code_edit, self.reason_edit):
-            e.blockSignals(True)
-            e.clear()
-            e.blockSignals(False)
-        set_tone(self.message, f"request #{rid} submitted — awaiting approval ({what}).", "ok")
 
 
 class ListsDock(QWidget):
@@ -490,7 +146,7 @@ class ListsDock(QWidget):
         self.bl_validation.setWordWrap(True)
         grid.addWidget(self.bl_validation, 2, 1, 1, 4)
         bottom = QHBoxLayout()
-        self.bl_message = _message_label()
+        self.bl_message = message_label()
         bottom.addWidget(self.bl_message, 1)
         bottom.addStretch(0)
         self.add_button = QPushButton("&Add entry")
@@ -506,13 +162,13 @@ class ListsDock(QWidget):
         pl.addWidget(card)
         self.tabs.addTab(page, "Blacklist")
 
-        self.client_tab = _GroupTab(self, "client")
-        self.stock_tab = _GroupTab(self, "stock")
+        self.client_tab = GroupTab(self, "client")
+        self.stock_tab = GroupTab(self, "stock")
         self.tabs.addTab(self.client_tab, "Client groups")
         self.tabs.addTab(self.stock_tab, "Stock groups")
         self._update_bl_form()
 
-    def group_tab(self, gk: str) -> _GroupTab:
+    def group_tab(self, gk: str) -> GroupTab:
         return self.client_tab if gk == "client" else self.stock_tab
 
     # ------------------------------------------------------------------ wiring
@@ -662,7 +318,7 @@ class ListsDock(QWidget):
                         f"delete {r['subject']} {r['tag']}", {"subject": r["subject"], "tag": r["tag"]})
 
     # ------------------------------------------------------------------ submitting
-    def run_submit(self, tab: _GroupTab | None, kind: str, key: dict[str, Any] | None, after: dict[str, Any],
+    def run_submit(self, tab: GroupTab | None, kind: str, key: dict[str, Any] | None, after: dict[str, Any],
                    reason: str, op: str, what: str, context: dict[str, Any]) -> None:
         """Submit one change request in the task runner (key None: a new blacklist row)."""
         if self.store is None or self.user is None or self.tasks is None or self.busy is not None:
@@ -681,7 +337,7 @@ class ListsDock(QWidget):
                                    on_error=lambda e: self._submit_failed(tab, e), name=f"submit {kind}")
         self._update_bl_form()
 
-    def _submitted(self, tab: _GroupTab | None, rid: int, what: str) -> None:
+    def _submitted(self, tab: GroupTab | None, rid: int, what: str) -> None:
         self.busy = None
         if tab is not None:
             tab.submitted(rid, what)
@@ -695,7 +351,7 @@ class ListsDock(QWidget):
         self.submitted.emit(rid)
         self.refresh()
 
-    def _submit_failed(self, tab: _GroupTab | None, e: BaseException) -> None:
+    def _submit_failed(self, tab: GroupTab | None, e: BaseException) -> None:
         self.busy = None
         set_tone(tab.message if tab is not None else self.bl_message, error_text(e))
         self._update_bl_form()
