@@ -274,12 +274,19 @@ class MainWindow(QMainWindow):
         """The audit trail is for auditors (and the CRO); others do not get the dock."""
         return self.user is None or self.user.role in ("auditor", "cro")
 
+    def _account_figures(self, account_code: str) -> dict[str, Any] | None:
+        """The live monitor's status, equity, loan, IM and MM for an account, shown beside a limit change
+        in the four-eyes dialog (None before the monitor runs or while it is busy)."""
+        from widgets.request_view import monitor_account_figures
+
+        return None if self.monitor is None else monitor_account_figures(self.monitor)(account_code)
+
     def attach_governance(self, store: Any, user: Any, tasks: Any) -> None:
         """After login: approvals, parameter editor and (auditors) the audit trail for this user."""
         self.user = user
         self._governance = (store, user, tasks)
         self.import_action.setEnabled(True)
-        self.approvals.set_context(store, user, tasks)
+        self.approvals.set_context(store, user, tasks, account_figures=self._account_figures)
         self.approvals.start_listening()
         self.parameters.set_context(store, user, tasks)
         self.margin_settings.set_context(store, user, tasks)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from sqlalchemy import text
@@ -159,6 +160,49 @@ def test_sam_approves_request_4_then_cro_applies_it(qtbot: Any, store: Store, ru
     assert changes.get(store, 4).status == "approved"
     assert _limit(store, account) == req.after["amount"]
     assert [a["checker"] for a in changes.approvals_of(store, 4)] == ["sam", "cora"]
+
+
+def test_a_limit_change_shows_the_accounts_live_figures(qtbot: Any, store: Store, runner: TaskRunner) -> None:
+    from services.live import LiveMonitor
+    from widgets.formatting import money
+    from widgets.request_view import monitor_account_figures
+
+    req = changes.get(store, 4)  # a financing-limit increase
+    monitor = LiveMonitor(store, store.load_book())
+    e = monitor.engine
+    assert e.book.acct_ids is not None
+    a = int(np.searchsorted(e.book.acct_ids, int(req.target_key["account_id"])))
+    dock = ApprovalsDock()
+    qtbot.addWidget(dock)
+    with qtbot.waitSignal(dock.refreshed, timeout=WAIT):
+        dock.set_context(store, USERS["sam"], runner, account_figures=monitor_account_figures(monitor))
+    dock.show()
+    dlg = _open(qtbot, dock, 4)
+    shown = dlg.shown_context()
+    assert shown["Account"] == e.book.acct_codes[a]
+    assert shown["Status (live)"] in ("safe", "warning", "call", "force")
+    assert shown["Equity"] == money(float(e.equity[a])) and shown["IM"] == money(float(e.im[a]))
+    # while the monitor is busy (its lock held elsewhere) the dialog opens without them, never waits
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with monitor.lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        with qtbot.waitSignal(dlg.loaded, timeout=WAIT):
+            dlg.reload()
+        shown = dlg.shown_context()
+        assert "Status (live)" not in shown and shown["Account"] == e.book.acct_codes[a]
+    finally:
+        release.set()
+        t.join(5)
+    dlg.close()
 
 
 def test_reject_needs_a_comment_inline(qtbot: Any, store: Store, runner: TaskRunner) -> None:

@@ -442,6 +442,14 @@ def test_drilldown_and_margin_table_follow_the_monitor(qtbot: Any, live_monitor:
     a = w.drilldown.account
     book = live_monitor.engine.book
     assert book.acct_codes[a] in w.drilldown.title.text()
+    email = book.client_email(a)
+    assert w.drilldown.title.toolTip() == (f"Notices go to {email}" if email else
+                                           f"No e-mail on file for {book.client_codes[a]}")
+    # the four-eyes dialog's live context for a limit change comes from this monitor
+    figures = w._account_figures(book.acct_codes[a])
+    assert figures is not None and figures["Status (live)"] in ("safe", "warning", "call", "force")
+    assert set(figures) == {"Status (live)", "Equity", "Loan", "IM", "MM"}
+    assert w._account_figures("NO-SUCH-ACCOUNT") is None
     n_pos = int(live_monitor.engine.acct_start[a + 1] - live_monitor.engine.acct_start[a])
     assert w.drilldown.positions.rowCount() == n_pos
     qtbot.waitUntil(lambda: w.drilldown.chart is not None and w.drilldown.chart.n >= 1)

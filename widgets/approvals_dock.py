@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from widgets.change_dialog import AccountFigures, ChangeRequestDialog, decision_block
+from widgets.change_dialog import ChangeRequestDialog
 from widgets.formatting import CENTER
 from widgets.records import (
     ERROR_COLOUR,
@@ -47,6 +47,7 @@ from widgets.records import (
     status_badge_text,
     target_text,
 )
+from widgets.request_view import AccountFigures, decision_block
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:

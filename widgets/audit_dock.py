@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 from services.calendar import HK_TZ
 from services.change_kinds import KIND_TABLES
 from services.errors import AuthError
-from widgets.change_dialog import ChangeRequestDialog, DiffTable
+from widgets.change_dialog import ChangeRequestDialog
+from widgets.diff_table import DiffTable
 from widgets.records import (
     ERROR_COLOUR,
     MUTED_TEXT,

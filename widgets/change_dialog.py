@@ -15,61 +15,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from widgets.diff_table import DiffTable
 from widgets.records import (
     ERROR_COLOUR,
-    MUTED_TEXT,
     OK_COLOUR,
     REQUEST_STATUS_COLOURS,
     WARN_COLOUR,
-    delta_text,
     error_text,
-    field_label,
     hk_time,
     kind_label,
     role_label,
     set_tone,
     target_text,
-    to_utc,
     until_text,
     value_text,
 )
+from widgets.request_view import AccountFigures, RequestView, decision_block, load_request_view
 
 if TYPE_CHECKING:
     from app.tasks import Task, TaskRunner
     from services.auth import User
-    from services.changes import ChangeRequest
-    from services.live import LiveMonitor
     from services.store import Store
 
 log = logging.getLogger(__name__)
 
-AccountFigures = Callable[[str], "dict[str, Any] | None"]
-BEFORE_BG, AFTER_BG = QColor(72, 28, 34), QColor(24, 66, 40)
-CHANGED_MARK = QColor(227, 179, 65)
-STALE_TEXT = QColor(240, 136, 62)
 BUTTON_STYLE = """
 QPushButton { padding: 4px 14px; border-radius: 3px; border: 1px solid #3a4350; background: #2b3340; }
 QPushButton:hover { background: #34404f; }
@@ -79,176 +65,6 @@ QPushButton#approve:enabled:hover { background: #2ea043; }
 QPushButton#reject:enabled { background: #8e1519; border-color: #b62324; color: white; font-weight: 600; }
 QPushButton#reject:enabled:hover { background: #b62324; }
 """
-
-
-# ---------------------------------------------------------------------- pure parts (no Qt)
-@dataclass
-class RequestView:
-    """Everything the dialog shows about one request, read in one task."""
-
-    request: ChangeRequest
-    approvals: list[dict[str, Any]]
-    may_approve: bool
-    current: dict[str, Any] | None
-    names: dict[str, str] = field(default_factory=dict)
-    subject: dict[str, Any] = field(default_factory=dict)
-    changed_since: tuple[str, datetime | None] | None = None
-
-    @property
-    def approved_by(self) -> set[str]:
-        return {str(a["checker"]) for a in self.approvals}
-
-    def name(self, login: str | None) -> str:
-        if not login:
-            return ""
-        full = self.names.get(login)
-        return f"{full} · {login}" if full and full != login else login
-
-
-def load_request_view(store: Store, user: User, req_id: int) -> RequestView:
-    """Read a request, its approvals, the target as it is now and who changed it (task function)."""
-    import json
-
-    from sqlalchemy import select, text
-
-    from models import schema as S
-    from services import changes
-    from services.auth import permitted
-
-    req = changes.get(store, req_id)
-    approvals = changes.approvals_of(store, req_id)
-    may = permitted(store, user, "approve", req.kind)
-    view = RequestView(req, approvals, may, None)
-    with store.begin() as conn:
-        if req.target_table in S.metadata.tables and req.op != "insert":
-            view.current = changes.read_target(conn, req.target_table, req.target_key)
-        logins = {req.maker, req.checker, *(a["checker"] for a in approvals)} - {None}
-        view.names = {r.login: r.display_name for r in conn.execute(
-            select(S.users.c.login, S.users.c.display_name).where(S.users.c.login.in_(logins)))}
-        if req.kind == "financing_limit" and "account_id" in req.target_key:
-            a, c = S.accounts, S.clients
-            r = conn.execute(select(a.c.code, a.c.type, c.c.code.label("client"), c.c.name).select_from(
-                a.join(c, a.c.client_id == c.c.id)).where(a.c.id == req.target_key["account_id"])).first()
-            if r is not None:
-                view.subject = {"Account": r.code, "Client": f"{r.client} · {r.name}", "Account type": r.type}
-        cur_version = (view.current or {}).get("version")
-        if (req.status == "pending" and req.target_version is not None and cur_version is not None
-                and cur_version != req.target_version):
-            key = json.dumps(req.target_key, sort_keys=True, separators=(",", ":"), default=str)
-            last = conn.execute(text(
-                "select actor, ts from audit_log where entity = :e and entity_key = :k and action = 'apply' "
-                "order by id desc limit 1"), {"e": req.target_table, "k": key}).first()
-            view.changed_since = (last.actor, to_utc(last.ts)) if last else ("someone", None)
-    return view
-
-
-def decision_block(req: ChangeRequest, user: User, may_approve: bool, approved_by: set[str]) -> str | None:
-    """Why ``user`` cannot decide ``req`` now (None: they can). Mirrors `services.changes`."""
-    if req.status != "pending":
-        return f"This request is {req.status}."
-    if user.login == req.maker:
-        return "You made this request: a different person must decide it (four eyes)."
-    if not may_approve:
-        return f"A {user.role_label.lower()} may view {kind_label(req.kind).lower()} requests but not decide them."
-    need = req.next_role or ""
-    n = len(req.flow_steps)
-    if not (user.role == need or (user.role == "cro" and need == "supervisor")):
-        return f"Waiting for the {role_label(need)} (step {req.step + 1} of {n}); you cannot decide this step."
-    if user.login in approved_by:
-        return "You approved an earlier step: another person must approve this one."
-    return None
-
-
-def monitor_account_figures(monitor: LiveMonitor) -> AccountFigures:
-    """Context for limit changes from the live monitor: an account's equity, loan, IM, MM and status."""
-    from services.margin import STATUS_NAMES
-    from widgets.locking import try_lock
-
-    def figures(account_code: str) -> dict[str, Any] | None:
-        with try_lock(monitor.lock) as held:
-            if not held:
-                return None
-            e = monitor.engine
-            i = e.book.acct_index.get(account_code)
-            if i is None:
-                return None
-            return {"Status (live)": STATUS_NAMES[int(e.status[i])], "Equity": float(e.equity[i]),
-                    "Loan": float(e.loan[i]), "IM": float(e.im[i]), "MM": float(e.mm[i])}
-
-    return figures
-
-
-# ---------------------------------------------------------------------- the diff
-class DiffTable(QTableWidget):
-    """Field · before · after · change · now: every field, the changed ones marked and tinted."""
-
-    HEADERS = ("", "Field", "Before (at request)", "After (proposed)", "Change", "Now in store")
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(0, len(self.HEADERS), parent)
-        self.setHorizontalHeaderLabels(list(self.HEADERS))
-        self.verticalHeader().setVisible(False)
-        self.verticalHeader().setDefaultSectionSize(24)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.setShowGrid(False)
-        self.setWordWrap(False)
-        h = self.horizontalHeader()
-        h.setHighlightSections(False)
-        h.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        h.setStretchLastSection(True)  # the last visible column takes the spare width
-        h.setMinimumSectionSize(24)
-        h.setDefaultAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        h.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        h.resizeSection(1, 190)
-        field_head = QTableWidgetItem(self.HEADERS[1])
-        field_head.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.setHorizontalHeaderItem(1, field_head)
-        self.changed: list[str] = []
-
-    def set_diff(self, kind: str, key: dict[str, Any], before: dict[str, Any], after: dict[str, Any],
-                 current: dict[str, Any] | None = None, show_current: bool = True) -> None:
-        names = list(dict.fromkeys([*before, *after]))
-        self.changed = [n for n in names if before.get(n) != after.get(n)]
-        self.setRowCount(len(names))
-        if not names:
-            self.setRowCount(1)
-            empty = QTableWidgetItem("no values recorded")
-            empty.setForeground(MUTED_TEXT)
-            self.setItem(0, 1, empty)
-        bold = QFont(self.font())
-        bold.setBold(True)
-        for r, n in enumerate(names):
-            changed = n in self.changed
-            b, a = before.get(n), after.get(n)
-            cells = ["●" if changed else "", field_label(kind, n, key),
-                     value_text(b, n) if n in before else "",
-                     value_text(a, n) if n in after else "", delta_text(b, a, n)]
-            now = current.get(n) if current is not None else None
-            cells.append(value_text(now, n) if current is not None and n in current else "")
-            for c, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignVCenter | (
-                    Qt.AlignmentFlag.AlignRight if c >= 2 else Qt.AlignmentFlag.AlignLeft))
-                if c == 0:
-                    item.setForeground(CHANGED_MARK)
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                    item.setToolTip("changed" if changed else "")
-                elif not changed:
-                    item.setForeground(MUTED_TEXT)
-                elif c == 2:
-                    item.setBackground(BEFORE_BG)
-                elif c == 3:
-                    item.setBackground(AFTER_BG)
-                    item.setFont(bold)
-                if c == 5 and current is not None and n in current and n in before and now != b:
-                    item.setForeground(STALE_TEXT)
-                    item.setToolTip("changed in the store since this request was made")
-                self.setItem(r, c, item)
-        self.setColumnHidden(5, not show_current)
-        self.setFixedHeight(self.horizontalHeader().height() + 24 * max(1, len(names)) + 4)
 
 
 # ---------------------------------------------------------------------- the dialog
@@ -495,6 +311,15 @@ class ChangeRequestDialog(QDialog):
                         f"({req.status})</span>")
             lines.append(line)
         return "<br>".join(lines) or "—"
+
+    def shown_context(self) -> dict[str, str]:
+        """The Context card as shown: caption → value."""
+        out: dict[str, str] = {}
+        for r in range(self.context.rowCount()):
+            cap, val = self.context.itemAtPosition(r, 0), self.context.itemAtPosition(r, 1)
+            if cap is not None and val is not None and isinstance(cap.widget(), QLabel):
+                out[cap.widget().text()] = val.widget().text()  # type: ignore[union-attr]
+        return out
 
     def _context_pairs(self, view: RequestView) -> list[tuple[str, str]]:
         req = view.request
