@@ -81,7 +81,7 @@ def _add_rules(st: Any, text: Any) -> None:
 
 
 def _orders(engine: Any, n: int, seed: int = 3, max_lots: int = 40) -> list[Any]:
-    from services.pretrade import Order
+    from services.pretrade_orders import Order
 
     b = engine.margin.book
     rng = np.random.default_rng(seed)
@@ -109,7 +109,7 @@ class _Naive:
 
     def __init__(self, engine: Any, fills: list[tuple[Any, ...]]) -> None:
         self.e = engine
-        from services.pretrade import LimitBook
+        from services.pretrade_limits import LimitBook
 
         self.no_limits = LimitBook([], [])  # the built-in checks alone, as the real engine runs them
         self.rules = list(engine.limits.rules)
@@ -117,7 +117,8 @@ class _Naive:
         self.fills = fills
 
     def check(self, o: Any, now: float) -> str:
-        from services.pretrade import DIMENSION_MASK, SEVERITY
+        from services.pretrade import SEVERITY
+        from services.pretrade_limits import DIMENSION_MASK
 
         e = self.e
         d = e.check.__func__  # built-in checks as the real engine; limit rules naively below

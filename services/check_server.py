@@ -43,7 +43,8 @@ import orjson
 
 from services import pretrade_store as ps
 from services.decision_writer import DecisionWriter
-from services.pretrade import Decision, OrderError, PreTradeEngine, parse_order, to_json
+from services.pretrade import Decision, PreTradeEngine
+from services.pretrade_orders import OrderError, parse_order, to_json
 from services.store import Store
 from services.zmtp import Network, RouterEndpoint
 

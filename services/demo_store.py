@@ -257,7 +257,7 @@ def seed_demo_pretrade(store: Store, book: Any, seed: int = 7, now: float | None
     from services import pretrade_store as ps
     from services.auth import User
     from services.margin import MarginEngine
-    from services.pretrade import Order
+    from services.pretrade_orders import Order
 
     now = time.time() if now is None else now
     if store.kind == "sqlite":  # decisions on PostgreSQL are made by real logins

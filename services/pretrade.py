@@ -8,7 +8,9 @@ the rule, its threshold and what was observed, so a trader or a risk officer can
 prices), account and security flags, the blacklist, short-sell status, client trading limits, the
 limit catalogue with its specific rules, and the trading day's running totals. It does no I/O:
 `services.pretrade_store` loads it from the store and persists decisions and fills; the order-check
-service (`services.check_server`) and the what-if dialog both call `check`.
+service (`services.check_server`) and the what-if dialog both call `check`. Orders are parsed in
+`services.pretrade_orders`; the limit catalogue and the day's running totals are in
+`services.pretrade_limits`.
 
 Limit rules. A code (``CL_ORD_NOTIONAL``: metric, dimension, threshold, action, enabled) is the
 global rule. A specific rule names one or more subjects (account, security, trader, client category)
@@ -25,128 +27,28 @@ rejected ones) feed the count. All totals start again at the trading day's start
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from itertools import product
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import orjson
 
 from models.book import ACCT_CASH
-from services.calendar import HK_TZ
 from services.margin import STATUS_NAMES, MarginEngine, derive
+from services.pretrade_limits import (
+    DailyTotals,
+    LimitBook,
+    LimitCode,
+    Specific,
+    hk_day,
+)
+from services.pretrade_orders import Order, OrderError
 from services.ratios import resolve
 
 DECISIONS = ("accept", "prompt", "approval", "reject")
 SEVERITY = {d: i for i, d in enumerate(DECISIONS)}
-SIDES = ("buy", "sell")
-ORDER_TYPES = ("limit", "market")
-MAX_QTY = 1e12
 
-# subject masks over (account, security, trader, client_category)
-DIMENSION_MASK = {
-    "company": (False, False, False, False),
-    "client": (True, False, False, False),
-    "security": (False, True, False, False),
-    "trader": (False, False, True, False),
-    "client_category": (False, False, False, True),
-    "multi": (True, True, False, False),
-}
-Key = tuple[str | None, ...]
-
-
-def _plain(v: Any) -> Any:
-    if hasattr(v, "item"):  # a numpy scalar orjson does not take as is
-        return v.item()
-    raise TypeError(f"{type(v).__name__} is not JSON")
-
-
-def to_json(obj: Any) -> bytes:
-    """JSON bytes for the service's answers and stored decisions: orjson, a fifth of the time of the
-    standard library's encoder on an answer (the service encodes thousands a second)."""
-    return orjson.dumps(obj, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-class OrderError(ValueError):
-    """The order (or fill) is malformed; the message names the field and what is wrong."""
-
-
-@dataclass(slots=True)
-class Order:  # not frozen: a frozen dataclass takes 1.3 µs to build, this one 0.25 (one per request)
-    account: str
-    trader: str
-    code: str
-    side: str
-    qty: float
-    price: float | None
-    order_type: str = "limit"
-    client_order_id: str = ""
-
-
-def _text(obj: dict[str, Any], name: str, required: bool = True, max_len: int = 64) -> str:
-    v = obj.get(name)
-    if v is None or v == "":
-        if required:
-            raise OrderError(f"order.{name} is missing")
-        return ""
-    if not isinstance(v, str):
-        raise OrderError(f"order.{name} must be text, got {type(v).__name__}")
-    if len(v) > max_len:
-        raise OrderError(f"order.{name} is longer than {max_len} characters")
-    return v.strip()
-
-
-def _number(obj: dict[str, Any], name: str, required: bool = True) -> float | None:
-    v = obj.get(name)
-    if v is None:
-        if required:
-            raise OrderError(f"order.{name} is missing")
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise OrderError(f"order.{name} must be a number, got {v!r}"[:120])
-    f = float(v)
-    if not math.isfinite(f) or f <= 0:
-        raise OrderError(f"order.{name} must be a positive number, got {v!r}")
-    if f > MAX_QTY:
-        raise OrderError(f"order.{name} {v!r} is out of range")
-    return f
-
-
-_NUMBER = (int, float)
-
-
-def parse_order(obj: Any) -> Order:
-    """An `Order` from the protocol's JSON object, or `OrderError` naming the problem."""
-    if not isinstance(obj, dict):
-        raise OrderError("order must be a JSON object")
-    try:  # the usual well-formed limit order in one pass; anything else takes the checks below
-        account, code, side, qty, price = obj["account"], obj["code"], obj["side"], obj["qty"], obj["price"]
-        trader, kind, coid = obj.get("trader", ""), obj.get("order_type", "limit"), obj.get("client_order_id", "")
-        if (kind == "limit" and (side == "buy" or side == "sell") and type(qty) in _NUMBER and type(price) in _NUMBER
-                and 0 < qty <= MAX_QTY and 0 < price <= MAX_QTY and type(account) is str and type(code) is str
-                and type(trader) is str and type(coid) is str and 0 < len(account) <= 32 and 0 < len(code) <= 32
-                and len(trader) <= 64 and len(coid) <= 64 and account.strip() == account and code.strip() == code
-                and trader.strip() == trader and coid.strip() == coid):
-            return Order(account, trader, code, side, float(qty), float(price), "limit", coid)
-    except KeyError:
-        pass
-    side = _text(obj, "side").lower()
-    if side not in SIDES:
-        raise OrderError(f"order.side must be 'buy' or 'sell', got {obj.get('side')!r}")
-    order_type = (_text(obj, "order_type", required=False) or "limit").lower()
-    if order_type not in ORDER_TYPES:
-        raise OrderError(f"order.order_type must be 'limit' or 'market', got {obj.get('order_type')!r}")
-    qty = _number(obj, "qty")
-    price = _number(obj, "price", required=order_type == "limit")
-    assert qty is not None
-    return Order(account=_text(obj, "account", max_len=32), trader=_text(obj, "trader", required=False),
-                 code=_text(obj, "code", max_len=32), side=side, qty=qty, price=price, order_type=order_type,
-                 client_order_id=_text(obj, "client_order_id", required=False))
 
 
 class Reason:
@@ -202,40 +104,6 @@ class Decision:
         return out
 
 
-@dataclass(slots=True)
-class LimitCode:
-    code: str
-    name: str
-    metric: str
-    dimension: str
-    threshold: float
-    action: str
-    enabled: bool
-
-
-@dataclass(slots=True)
-class LimitRule:
-    id: int
-    name: str
-    code: str
-    account: str | None
-    security: str | None
-    trader: str | None
-    category: str | None
-    threshold: float
-    action: str | None  # None: the code's action
-    active: bool = True
-
-    @property
-    def mask(self) -> tuple[bool, bool, bool, bool]:
-        return (self.account is not None, self.security is not None, self.trader is not None,
-                self.category is not None)
-
-    @property
-    def key(self) -> Key:
-        return (self.account, self.security, self.trader, self.category)
-
-
 @dataclass
 class Flags:
     """What the store knows beyond the book: per-account and per-security flags and lists."""
@@ -254,162 +122,6 @@ class Flags:
     def empty(cls, n_acct: int, n_sec: int) -> Flags:
         return cls(np.zeros(n_acct, bool), np.zeros(n_acct, bool), ["retail"] * n_acct, np.zeros(n_sec, bool),
                    np.full(n_sec, np.nan))
-
-
-_DAY_CACHE: list[Any] = [0.0, 0.0, None]  # [start, end, day] of the last Hong Kong day looked up
-
-
-def hk_day(ts: float) -> date:
-    """The Hong Kong calendar date of ``ts`` (cached for the day: called on every check)."""
-    start, end, day = _DAY_CACHE
-    if start <= ts < end:
-        return day  # type: ignore[no-any-return]
-    local = datetime.fromtimestamp(ts, UTC).astimezone(HK_TZ)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    _DAY_CACHE[:] = [midnight.timestamp(), midnight.timestamp() + 86_400.0, local.date()]
-    return local.date()
-
-
-def _subject_keys(account: str, security: str, trader: str, category: str) -> product[tuple[str | None, ...]]:
-    """The order's key under each of the 16 subject masks."""
-    return product((None, account), (None, security), (None, trader), (None, category))
-
-
-def subject_key(mask: tuple[bool, ...], account: str, security: str, trader: str, category: str) -> Key:
-    """The subject's key under ``mask``: its fields where the mask says so, None elsewhere."""
-    return (account if mask[0] else None, security if mask[1] else None, trader if mask[2] else None,
-            category if mask[3] else None)
-
-
-def key_getter(mask: tuple[bool, ...]) -> Callable[[tuple[Any, ...]], Key]:
-    """`subject_key` under ``mask`` as one C call on the subject row (None, account, security, trader,
-    category): the check builds an order's key under every mask the rules use."""
-    return itemgetter(*(i + 1 if on else 0 for i, on in enumerate(mask)))  # type: ignore[return-value]
-
-
-class DailyTotals:
-    """The trading day's filled quantity and notional and accepted-order count, per subject key.
-
-    Orders are counted only under the subject masks an order-count limit uses (`count_masks`), not
-    all sixteen (a third of the service's per-order work was that bookkeeping); the day's orders are kept
-    counted by subject, so a mask that a limit change brings in is counted from the day's start."""
-
-    def __init__(self, day: date, count_masks: tuple[tuple[bool, ...], ...] = ()) -> None:
-        self.day = day
-        self.qty: dict[Key, float] = {}
-        self.notional: dict[Key, float] = {}
-        self.count: dict[Key, int] = {}
-        self.count_masks = count_masks
-        self._count_keys = tuple(key_getter(m) for m in count_masks)
-        # today's counted orders by subject (account, security, trader, category): one entry per subject,
-        # not per order (a busy day is millions of orders over far fewer subjects)
-        self.subjects: dict[tuple[str, str, str, str], int] = {}
-        self.side_notional: dict[tuple[str, str], float] = {}  # (account, side) → notional
-
-    def roll(self, day: date) -> bool:
-        """Start again when the trading day changes; True when it did."""
-        if day == self.day:
-            return False
-        self.__init__(day, self.count_masks)  # type: ignore[misc]
-        return True
-
-    def count_under(self, masks: tuple[tuple[bool, ...], ...]) -> None:
-        """Count orders under ``masks`` from now on; masks new to the day are counted from its orders."""
-        new = [m for m in masks if m not in self.count_masks]
-        c = self.count
-        for m in new:
-            for subject, n in self.subjects.items():
-                k = subject_key(m, *subject)
-                c[k] = c.get(k, 0) + n
-        if new:
-            self.count_masks = self.count_masks + tuple(new)  # kept for the day: their counts stay whole
-            self._count_keys = tuple(key_getter(m) for m in self.count_masks)
-
-    def add_fill(self, account: str, security: str, trader: str, category: str, side: str, qty: float,
-                 notional: float) -> None:
-        for k in _subject_keys(account, security, trader, category):
-            self.qty[k] = self.qty.get(k, 0.0) + qty
-            self.notional[k] = self.notional.get(k, 0.0) + notional
-        sk = (account, side)
-        self.side_notional[sk] = self.side_notional.get(sk, 0.0) + notional
-
-    def add_order(self, account: str, security: str, trader: str, category: str) -> None:
-        subject = (account, security, trader, category)
-        self.subjects[subject] = self.subjects.get(subject, 0) + 1
-        c = self.count
-        row = (None, *subject)
-        for key in self._count_keys:
-            k = key(row)
-            c[k] = c.get(k, 0) + 1
-
-
-# a code's specific rules for one subject key: code rank, code, metric kind, key slot, (threshold, action,
-# label) ascending
-Specific = tuple[int, "LimitCode", int, int, tuple[tuple[float, str, str], ...]]
-
-
-ORDER_METRICS = ("order_qty", "order_notional", "position_notional", "price_deviation")  # one value per order
-DAILY_METRICS = ("daily_qty", "daily_notional", "order_count")  # today's total for a subject, this order included
-METRIC_KIND = {m: i for i, m in enumerate(ORDER_METRICS + DAILY_METRICS)}  # how the check reads each metric
-
-
-class LimitBook:
-    """The catalogue and its specific rules, arranged for the check.
-
-    - `key_masks`: every subject mask the check looks an order up under (specific rules' subjects and
-      the daily totals of global rules); the order's key under each is built once per check and the
-      rules below refer to it by its place (slot).
-    - `by_subject`: specific rules by subject key (its None places are the rule's mask): the order
-      looks up its key under each mask of `subject_slots`.
-    - `groups`: the enabled codes' global rules grouped by what they observe (metric and, for a daily
-      total, the subject), thresholds ascending: one observation per group, and the usual order that
-      breaks no limit stops at the group's first threshold.
-    A code with a matching specific rule is judged by its specific rules only (RISK_METHODS §5)."""
-
-    def __init__(self, codes: list[LimitCode], rules: list[LimitRule]) -> None:
-        self.codes = {c.code: c for c in codes}
-        self.rules = [r for r in rules if r.active]
-        self.enabled = [c for c in codes if c.enabled]
-        rank = {c.code: i for i, c in enumerate(self.enabled)}  # reasons come out in catalogue order
-        subject_masks = sorted({r.mask for r in self.rules if r.code in rank}, reverse=True)
-        daily_masks = sorted({DIMENSION_MASK[c.dimension] for c in self.enabled if c.metric in DAILY_METRICS}
-                             - set(subject_masks), reverse=True)
-        self.key_masks = tuple(subject_masks + daily_masks)
-        self.key_getters = tuple(key_getter(m) for m in self.key_masks)
-        slot: dict[tuple[bool, ...], int] = {m: i for i, m in enumerate(self.key_masks)}
-        self.subject_slots = tuple(range(len(subject_masks)))
-        same: dict[tuple[Key, int], list[tuple[float, str, str]]] = {}
-        for r in self.rules:
-            i = rank.get(r.code)
-            if i is not None:
-                c = self.enabled[i]
-                same.setdefault((r.key, i), []).append((r.threshold, r.action or c.action, f"{c.code} · {r.name}"))
-        self.by_subject: dict[Key, list[Specific]] = {}
-        for (key, i), hits in same.items():
-            c = self.enabled[i]
-            mask = tuple(v is not None for v in key)
-            self.by_subject.setdefault(key, []).append(
-                (i, c, METRIC_KIND[c.metric], slot[mask], tuple(sorted(hits, key=lambda h: h[0]))))
-        counted = {DIMENSION_MASK[c.dimension] for c in self.enabled if c.metric == "order_count"}
-        counted |= {r.mask for r in self.rules if r.code in rank and self.codes[r.code].metric == "order_count"}
-        self.count_masks = tuple(sorted(counted))  # the subject masks orders are counted under
-        grouped: dict[tuple[str, int], list[tuple[float, int, LimitCode, str]]] = {}
-        for i, c in enumerate(self.enabled):
-            at = -1 if c.metric in ORDER_METRICS else slot[DIMENSION_MASK[c.dimension]]
-            grouped.setdefault((c.metric, at), []).append((c.threshold, i, c, c.action))
-        # (metric, kind, key slot or -1, lowest threshold, rules by threshold)
-        self.groups = tuple((metric, METRIC_KIND[metric], at, g[0][0], tuple(g))
-                            for (metric, at), g in ((k, sorted(v, key=lambda x: (x[0], x[1])))
-                                                    for k, v in grouped.items()))
-        # the lowest global threshold of each order metric (infinite: none): an order below all four
-        # skips the order-metric groups at once
-        floor = [math.inf] * len(ORDER_METRICS)
-        for _, kind, _, lowest, _ in self.groups:
-            if kind < len(ORDER_METRICS):
-                floor[kind] = min(floor[kind], lowest)
-        self.order_floor = tuple(floor)
-        self.order_groups = tuple(g for g in self.groups if g[1] < len(ORDER_METRICS))
-        self.daily_groups = tuple(g for g in self.groups if g[1] >= len(ORDER_METRICS))
 
 
 class PreTradeEngine:

@@ -32,18 +32,9 @@ from models import schema as S
 from services import changes
 from services.auth import User
 from services.margin import MarginEngine
-from services.pretrade import (
-    DECISIONS,
-    Decision,
-    Flags,
-    LimitBook,
-    LimitCode,
-    LimitRule,
-    Order,
-    PreTradeEngine,
-    hk_day,
-    to_json,
-)
+from services.pretrade import DECISIONS, Decision, Flags, PreTradeEngine
+from services.pretrade_limits import LimitBook, LimitCode, LimitRule, hk_day
+from services.pretrade_orders import Order, to_json
 from services.store import Store, StoreError
 
 SERVICE_USER = User("check-server", "Order-check service", "trader")

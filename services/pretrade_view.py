@@ -25,7 +25,9 @@ import numpy as np
 
 from services.lazy import lazy_module
 from services.margin import MarginEngine
-from services.pretrade import Decision, LimitCode, LimitRule, Order, OrderError, parse_order
+from services.pretrade import Decision
+from services.pretrade_limits import LimitCode, LimitRule
+from services.pretrade_orders import Order, OrderError, parse_order
 
 if TYPE_CHECKING:
     from services import pretrade_store as _pretrade_store

@@ -293,7 +293,7 @@ def test_a_feed_resync_reloads_the_book_in_the_tuned_service(served, monkeypatch
 
 
 def test_a_refused_batch_of_decisions_is_named_and_nothing_of_it_is_kept(served) -> None:  # type: ignore[no-untyped-def]
-    from services.pretrade import Order
+    from services.pretrade_orders import Order
     from services.store import StoreError
 
     st, server, _ = served

@@ -22,7 +22,8 @@ import zmq
 from services import auth
 from services import pretrade_store as ps
 from services.decision_writer import DecisionWriter
-from services.pretrade import Order, PreTradeEngine
+from services.pretrade import PreTradeEngine
+from services.pretrade_orders import Order
 from services.store import Store, StoreError
 from tests.test_check_server import _book
 

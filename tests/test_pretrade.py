@@ -14,16 +14,9 @@ import numpy as np
 import pytest
 
 from services.margin import MarginEngine
-from services.pretrade import (
-    Flags,
-    LimitBook,
-    LimitCode,
-    LimitRule,
-    Order,
-    OrderError,
-    PreTradeEngine,
-    parse_order,
-)
+from services.pretrade import Flags, PreTradeEngine
+from services.pretrade_limits import LimitBook, LimitCode, LimitRule
+from services.pretrade_orders import Order, OrderError, parse_order
 from tests.test_margin_formulas import _acct, make_book
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC).timestamp()  # Monday 10:00 in Hong Kong

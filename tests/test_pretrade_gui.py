@@ -22,7 +22,7 @@ from services import changes
 from services import pretrade_store as ps
 from services.auth import User
 from services.margin import MarginEngine
-from services.pretrade import Order, OrderError
+from services.pretrade_orders import Order, OrderError
 from services.pretrade_view import describe_rule, friendly, order_from_form, parse_threshold
 from services.store import Store
 from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, runner, store  # noqa: F401 (fixtures)

@@ -16,7 +16,7 @@ from widgets.records import MUTED_TEXT, Field, RecordTableModel, hk_time
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
-    from services.pretrade import LimitCode, LimitRule
+    from services.pretrade_limits import LimitCode, LimitRule
     from services.pretrade_store import DecisionRow
 
 DECISION_ACCENT = {"reject": "#f85149", "approval": "#e3b341", "prompt": "#58a6ff", "accept": "#c9d1d9"}

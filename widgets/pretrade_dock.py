@@ -50,7 +50,7 @@ from widgets.tables import fit_columns, make_table
 if TYPE_CHECKING:
     from app.tasks import TaskRunner
     from services.auth import User
-    from services.pretrade import LimitCode, LimitRule
+    from services.pretrade_limits import LimitCode, LimitRule
     from services.pretrade_store import DecisionRow
     from services.store import Store
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from services.auth import User
-from services.pretrade import OrderError
+from services.pretrade_orders import OrderError
 from services.pretrade_view import FORM_LABELS, WhatIfResult, friendly, number_text, order_from_form
 from widgets.formatting import CENTER, RIGHT, money, quantity
 from widgets.pretrade_details import ACTION_TEXT, DECISION_ACCENT
