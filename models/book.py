@@ -24,7 +24,9 @@ INDEX_LEVELS = (1, 2, 3)  # an index's level (services/indices.py); level 3: no 
 # a client's trading limits (services/trading_limits.py)
 TRADING_LIMIT_TYPES = ("daily_buy", "daily_sell", "order_notional", "position_notional")
 ACCT_CASH, ACCT_MARGIN, ACCT_INTRADAY = 0, 1, 2
-_EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[A-Za-z0-9-]{2,}")
+# an address's local part (RFC 5322 dot-atom, ASCII) and its domain once in ASCII (IDNA: xn-- labels)
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+([A-Za-z]{2,}|xn--[A-Za-z0-9-]+)")
 SIDE_LONG, SIDE_SHORT = 0, 1
 
 DEFAULT_PARAMETERS: dict[str, float] = {
@@ -182,6 +184,20 @@ def empty_book(base_currency: str = "HKD") -> Book:
     )
 
 
+def email_address(text: str) -> str:
+    """A bare address ``user@domain.tld`` in the form a mail header can carry (an international domain
+    as its ``xn--`` labels, lower case), or "" when ``text`` is not one: a display name, a comment,
+    a second address, a non-ASCII user part or more than 254 characters are not."""
+    local, at, domain = (text or "").strip().rpartition("@")
+    if not at or not _LOCAL.fullmatch(local):
+        return ""
+    try:
+        domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return ""
+    out = f"{local}@{domain}"
+    return out if _DOMAIN.fullmatch(domain) and len(out) <= 254 else ""
+
+
 def is_email_address(addr: str) -> bool:
-    """A bare address ``user@domain.tld`` (no display name, no spaces, one ``@``)."""
-    return bool(_EMAIL.fullmatch(addr or ""))
+    return bool(email_address(addr))

@@ -20,7 +20,7 @@ from models.book import (
     Book,
     BookError,
     ClientRatios,
-    is_email_address,
+    email_address,
 )
 
 _MISSING = object()
@@ -59,11 +59,11 @@ def _client_email(a: dict[str, Any], p: str, client: str, email_of: dict[str, tu
     v = a.get("client_email")
     if v is None or v == "":
         email = ""
-    elif not isinstance(v, str) or not is_email_address(v.strip()):
-        raise BookError(f"{p}.client_email", f"expected an e-mail address like name@example.com, "
-                                             f"got {json.dumps(v)[:60]}")
     else:
-        email = v.strip()
+        email = email_address(v) if isinstance(v, str) else ""
+        if not email:
+            raise BookError(f"{p}.client_email", f"expected one e-mail address like name@example.com, "
+                                                 f"got {json.dumps(v, ensure_ascii=False)[:60]}")
     if email:
         first = email_of.setdefault(client, (email, f"{p}.client_email"))
         if first[0] != email:
@@ -197,6 +197,8 @@ def book_from_dict(doc: Any) -> Book:
             if cur not in cur_index:
                 raise BookError(f"{p}.cash.{cur}", f"currency {cur!r} has no fx rate")
             cash[i, cur_index[cur]] = _num(amt, f"{p}.cash.{cur}")
+    # a client's address is the one given on any of its accounts
+    client_emails = [e or email_of.get(c, ("", ""))[0] for e, c in zip(client_emails, client_codes, strict=True)]
     acct_index = {c: i for i, c in enumerate(acct_codes)}
 
     pos = _list(_get(doc, "positions", "", []), "positions")
@@ -308,7 +310,9 @@ def _opt(v: float) -> float | None:
     return None if np.isnan(v) else float(v)
 
 
-def book_to_dict(book: Book) -> dict[str, Any]:
+def book_to_dict(book: Book, contacts: bool = True) -> dict[str, Any]:
+    """The book file's JSON object; ``contacts=False`` leaves out clients' e-mail addresses (personal data
+    a stored risk run's inputs do not need)."""
     secs = []
     for i, code in enumerate(book.sec_codes):
         s: dict[str, Any] = {
@@ -332,7 +336,7 @@ def book_to_dict(book: Book) -> dict[str, Any]:
             "cash": {c: float(book.cash[i, j]) for j, c in enumerate(book.currencies)
                      if book.cash[i, j] != 0.0},
             "financing_limit": float(book.financing_limit[i]), "frozen": bool(book.frozen[i]),
-        } | ({"client_email": book.client_email(i)} if book.client_email(i) else {}))
+        } | ({"client_email": book.client_email(i)} if contacts and book.client_email(i) else {}))
     positions = [{"account": book.acct_codes[a], "code": book.sec_codes[s], "qty": float(q)}
                  for a, s, q in zip(book.pos_acct.tolist(), book.pos_sec.tolist(), book.pos_qty.tolist(),
                                     strict=True)]

@@ -1,6 +1,6 @@
 """The order-check service: an order management system asks it about every order (ZeroMQ, JSON).
 
-``python main.py check-server --db URL --bind tcp://127.0.0.1:PORT [--feed ADDR]``
+``python main.py check-server --db URL --bind tcp://127.0.0.1:PORT [--feed ADDR] [--allow HOST,NET/BITS]``
 
 It answers ZeroMQ REQ and DEALER clients alike as a ROUTER socket would (`services.zmtp`: the ZeroMQ
 wire protocol spoken by the request loop itself, without libzmq's I/O thread): the last frame is the
@@ -26,6 +26,7 @@ service through the store's change notifications (PostgreSQL LISTEN/NOTIFY, SQLi
 listener thread reloads the rules and flags and the loop swaps them in before the next request.
 Account and security flags (open margin calls, halts, blacklist) are also refreshed every few
 seconds. With ``--feed`` the service follows the price/position feed like the workstation does.
+With ``--allow`` only those hosts are answered (the ZeroMQ NULL mechanism authenticates nobody).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ RiskDesk home), which a mail gateway or a person can pick up.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
 import re
@@ -21,15 +22,17 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from email.errors import InvalidHeaderDefect
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select, update
 
 from models import schema as S
-from models.book import is_email_address
+from models.book import email_address
 from services import audit
 from services.auth import AuthError, User, permitted
 from services.calendar import HK_TZ, RESOURCES
@@ -41,6 +44,7 @@ DEFAULT_TEMPLATE = "margin_call_notice"
 DEFAULT_FROM = "RiskDesk margin desk <margin-desk@riskdesk.invalid>"
 FIRM = "RiskDesk Securities Limited"
 STATUSES = ("queued", "sent", "failed")
+MAX_RECIPIENT = 320  # characters of the To field (the outbox column's size)
 
 
 class NoticeError(CallWorkError):
@@ -106,17 +110,15 @@ def default_recipient(info: dict[str, Any]) -> str:
 
 
 def _address(name: str, addr: str) -> str:
-    """``Name <addr>`` as typed (non-ASCII names stay readable; the message header encodes them),
-    the name quoted when it holds a character that would split or end it."""
-    name = name.replace('"', "'").strip()
-    if not name:
-        return addr
-    return f'"{name}" <{addr}>' if any(ch in name for ch in ',;:<>@()[]\\') else f"{name} <{addr}>"
+    """``Name <addr>``, the name quoted and escaped where the header needs it (a non-ASCII name stays
+    readable here; the message header encodes it)."""
+    return str(Address(display_name=name.strip(), addr_spec=addr)) if name.strip() else addr
 
 
 def validate_recipient(text: str, info: dict[str, Any] | None = None) -> tuple[str, str]:
     """(normalised recipient, "") or ("", message) for the To field (``info``: the call, to name
-    its client when no address was given)."""
+    its client when no address was given). Exactly one address, as typed: a second address, a group
+    or a comment is refused rather than dropped."""
     t = (text or "").strip()
     if not t:
         if info is not None and not info.get("client_email"):
@@ -124,10 +126,23 @@ def validate_recipient(text: str, info: dict[str, Any] | None = None) -> tuple[s
         return "", "To: the client's e-mail address is required"
     if "\n" in t or "\r" in t:
         return "", "To: one line only"
-    name, addr = parseaddr(t)
-    if not is_email_address(addr):
-        return "", f"To: {t!r} is not an e-mail address (name <user@domain.com>)"
-    return _address(name, addr), ""
+    if len(t) > MAX_RECIPIENT:
+        return "", f"To: longer than {MAX_RECIPIENT} characters"
+    bad = f"To: {t!r} is not one e-mail address (name <user@domain.com>)"
+    try:
+        header = email.policy.default.header_factory("To", t)
+    except Exception:  # the parser's own errors: not an address either
+        return "", bad
+    groups = header.groups
+    if (len(groups) != 1 or groups[0].display_name is not None or len(groups[0].addresses) != 1
+            or any(isinstance(d, InvalidHeaderDefect) for d in header.defects)):
+        return "", bad
+    parsed = groups[0].addresses[0]
+    addr = email_address(parsed.addr_spec)
+    if not addr or parsed.addr_spec not in t:  # a comment inside the address would be dropped
+        return "", bad
+    out = _address(parsed.display_name, addr)
+    return (out, "") if len(out) <= MAX_RECIPIENT else ("", f"To: longer than {MAX_RECIPIENT} characters")
 
 
 def preview(store: Store, call_id: int, template: str = DEFAULT_TEMPLATE,
@@ -162,8 +177,6 @@ class EmlSender:
         self.folder = Path(folder) if folder else default_notice_folder()
 
     def send(self, message: EmailMessage, notice_id: int) -> str:
-        import email.policy
-
         self.folder.mkdir(parents=True, exist_ok=True)
         account = re.sub(r"[^A-Za-z0-9_-]", "_", str(message.get("X-RiskDesk-Account", "")))
         path = self.folder / f"notice-{notice_id:06d}-{account}.eml"

@@ -202,7 +202,7 @@ def _start(store: Store, user: User, kind: str, name: str, inputs: dict[str, Any
         return int(conn.execute(insert(S.risk_runs).values(
             kind=kind, name=name, status="running", started_by=user.login, started_at=datetime.now(UTC),
             as_of=book.as_of or datetime.now(UTC).isoformat(), inputs=json.dumps(inputs),
-            book=_pack(book_to_dict(book))).returning(S.risk_runs.c.id)).scalar_one())
+            book=_pack(book_to_dict(book, contacts=False))).returning(S.risk_runs.c.id)).scalar_one())
 
 
 def _finish(store: Store, run_id: int, status: str, summary: dict[str, Any] | None = None,

@@ -40,6 +40,7 @@ MAX_FRAMES = 32  # frames in one message (an envelope of a few routing frames an
 MAX_COMMAND = 64 * 1024  # bytes of a command frame (READY with its properties, PING)
 MAX_UNSENT = 64 * 1024 * 1024  # answers a connection has not read: beyond this the connection is dropped
 REFUSAL_LOG_EVERY = 60.0  # seconds between log messages about one refused address
+REFUSAL_LOG_LINES = 10  # log lines about refused addresses a minute, all addresses together
 PEER_TYPES = (b"REQ", b"DEALER", b"ROUTER")  # the socket types that can talk to a ROUTER (RFC 28)
 
 # greeting: signature, version 3.1, mechanism NULL, as-server 0, filler (RFC 23)
@@ -55,6 +56,7 @@ _GREETING, _HANDSHAKE, _OPEN = 0, 1, 2
 # form, sent back as it came —, the request body or None when it is too large, the request's size)
 Message = tuple[int, bytes, bytes | None, int]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 class BindError(ValueError):
@@ -129,10 +131,14 @@ def parse_allow(text: str) -> tuple[Network, ...]:
         if not item:
             continue
         try:
-            out.append(ipaddress.ip_network(item, strict=False))
+            net = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise BindError(f"--allow {item!r}: give an IP address or network (10.1.2.3, 10.1.0.0/16, ::1)"
                             ) from None
+        if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_V4_MAPPED) and net.prefixlen >= 96:
+            # ::ffff:a.b.c.d/n names IPv4 peers, which are matched as IPv4
+            net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+        out.append(net)
     if not out:
         raise BindError("--allow: name at least one IP address or network")
     return tuple(out)
@@ -142,20 +148,72 @@ def is_loopback(host: str) -> bool:
     """Whether a bind host (as `parse_address` returns it) serves this machine only."""
     if host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    ip = _ip(host)
+    return ip is not None and ip.is_loopback
 
 
-def _allowed(networks: Sequence[Network], host: str) -> bool:
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A peer's or bind host's address; an IPv4 peer of a dual-stack socket (``::ffff:a.b.c.d``) as IPv4."""
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
-    return any(ip in n for n in networks)
+        return ip.ipv4_mapped
+    return ip
+
+
+def _allowed(networks: Sequence[Network], host: str) -> bool:
+    ip = _ip(host)
+    return ip is not None and any(ip in n for n in networks)
+
+
+class RefusalLog:
+    """Says which addresses were refused without flooding the log: a ZeroMQ client reconnects every
+    0.1 s, and a peer can take a new IPv6 address inside its /64 for each attempt. Each source (an IPv4
+    address, an IPv6 /64) is logged at most once a minute with the count since, and at most
+    `REFUSAL_LOG_LINES` lines are written a minute in all; what is not logged is counted and said
+    in the next line."""
+
+    def __init__(self, every: float = REFUSAL_LOG_EVERY, lines: int = REFUSAL_LOG_LINES) -> None:
+        self.every, self.lines = every, lines
+        self._last: dict[str, tuple[float, int]] = {}  # source -> (last logged, refused since)
+        self._window = -every  # start of the current minute of the line budget
+        self._written = 0  # lines written in it
+        self._unlogged = 0  # refusals from sources whose line was over the budget or forgotten
+
+    @staticmethod
+    def source(host: str) -> str:
+        ip = _ip(host)
+        if isinstance(ip, ipaddress.IPv6Address):
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip) if ip is not None else host
+
+    def refused(self, host: str, now: float) -> None:
+        src = self.source(host)
+        last, since = self._last.get(src, (-self.every, 0))
+        if now - last < self.every:
+            self._last[src] = (last, since + 1)
+            return
+        if now - self._window >= self.every:
+            self._window, self._written = now, 0
+        if self._written >= self.lines:
+            self._unlogged += 1
+            return
+        if len(self._last) >= 1024:  # forget the quiet sources (their counts go into the next line)
+            for k, (t, n) in list(self._last.items()):
+                if now - t >= self.every:
+                    self._unlogged += n
+                    del self._last[k]
+            if len(self._last) >= 1024:
+                self._unlogged += sum(n for _, n in self._last.values())
+                self._last.clear()
+        self._last[src] = (now, 0)
+        self._written += 1
+        more = f" ({since:,} more since the last message)" if since else ""
+        others = f"; {self._unlogged:,} refused from other addresses not logged" if self._unlogged else ""
+        self._unlogged = 0
+        log.warning("check service: refused a connection from %s: not in --allow%s%s", src, more, others)
 
 
 class _Connection:
@@ -182,7 +240,7 @@ class RouterEndpoint:
     def __init__(self, address: str, max_request: int, allow: Sequence[Network] | None = None) -> None:
         host, port = parse_address(address)
         self.max_request = max_request
-        self.allow = tuple(allow) if allow else None
+        self.allow = None if allow is None else tuple(allow)  # empty: nobody
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
@@ -212,7 +270,7 @@ class RouterEndpoint:
         self._dirty: list[_Connection] = []  # connections with answers queued since the last flush
         self.refused = 0  # connections closed for a protocol error
         self.refused_peers = 0  # connections closed because their address is not allowed
-        self._refusals: dict[str, tuple[float, int]] = {}  # address -> (last logged, refused since)
+        self._refusals = RefusalLog()
 
     # ------------------------------------------------------------------ the loop's side
     @property
@@ -297,18 +355,8 @@ class RouterEndpoint:
             self._write(conn)
 
     def _refused_peer(self, host: str) -> None:
-        """Count it; log it once a minute per address (a ZeroMQ client reconnects every 0.1 s)."""
         self.refused_peers += 1
-        now = time.monotonic()
-        last, since = self._refusals.get(host, (-REFUSAL_LOG_EVERY, 0))
-        if now - last < REFUSAL_LOG_EVERY:
-            self._refusals[host] = (last, since + 1)
-            return
-        if len(self._refusals) > 1024:  # many addresses: keep the table small
-            self._refusals.clear()
-        self._refusals[host] = (now, 0)
-        more = f" ({since:,} more since the last message)" if since else ""
-        log.warning("check service: refused a connection from %s: not in --allow%s", host, more)
+        self._refusals.refused(host, time.monotonic())
 
     def _drop(self, conn: _Connection, why: str | None) -> None:
         if why is not None:

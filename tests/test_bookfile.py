@@ -50,6 +50,10 @@ def test_design_example_parses_and_computes() -> None:
     (lambda d: d.pop("securities"), "securities"),
     (lambda d: d["accounts"][0].update(client_email="chan at example.hk"), "accounts[0].client_email"),
     (lambda d: d["accounts"][0].update(client_email=42), "accounts[0].client_email"),
+    (lambda d: d["accounts"][0].update(client_email="a@b.com, c@d.com"), "accounts[0].client_email"),
+    (lambda d: d["accounts"][0].update(client_email="a(b)@c.com"), "accounts[0].client_email"),
+    (lambda d: d["accounts"][0].update(client_email="陳@example.hk"), "accounts[0].client_email"),
+    (lambda d: d["accounts"][0].update(client_email="x" * 250 + "@example.hk"), "accounts[0].client_email"),
     (lambda d: d["accounts"].append({**d["accounts"][0], "account": "M002", "client_email": "b@example.hk"}
                                     ) or d["accounts"][0].update(client_email="a@example.hk"),
      "accounts[1].client_email"),  # one client, two addresses
@@ -93,7 +97,7 @@ def test_client_email_is_optional_and_kept_by_the_store(tmp_path: Path) -> None:
     doc["accounts"].append({**doc["accounts"][0], "account": "M003", "client": "C003"})
     book = book_from_dict(doc)
     # the client's address is the one given on any of its accounts; a client with none has ""
-    assert book.client_emails == ["", "chan@example.hk", ""]
+    assert book.client_emails == ["chan@example.hk", "chan@example.hk", ""]
     st = Store(f"sqlite:///{tmp_path / 'e.db'}")
     st.migrate()
     st.save_book(book)
@@ -102,3 +106,14 @@ def test_client_email_is_optional_and_kept_by_the_store(tmp_path: Path) -> None:
     assert again.client_emails == ["chan@example.hk", "chan@example.hk", ""]
     out = book_to_dict(again)["accounts"]
     assert [a.get("client_email") for a in out] == ["chan@example.hk", "chan@example.hk", None]
+    assert all("client_email" not in a for a in book_to_dict(again, contacts=False)["accounts"])
+
+
+def test_email_addresses_are_kept_in_the_form_a_header_carries() -> None:
+    from models.book import email_address
+
+    assert email_address(" Chan.Tai-Man+desk@Example.HK ") == "Chan.Tai-Man+desk@example.hk"
+    assert email_address("chan@例え.香港") == "chan@xn--r8jz45g.xn--j6w193g"  # international domain as IDNA
+    for bad in ("a@b", "a@b.c", "a b@c.com", "<a@b.com>", "a@b.com, c@d.com", "a:b@c.com", "a(b)@c.com",
+                "a[b]@c.com", "陳@example.hk", "a..b@c.com", "a@-b.com", "x" * 250 + "@c.com", ""):
+        assert email_address(bad) == "", bad

@@ -110,7 +110,7 @@ def test_send_notice_from_alerts_lands_in_outbox(qtbot: Any, desk: Any, tmp_path
     if email:  # the client's address on file (every 25th demo client has none: the next test)
         assert dlg.to_edit.text().endswith(f"<{email}>") and dlg.ok.isEnabled()
     dlg.to_edit.setText("not an address")
-    assert not dlg.ok.isEnabled() and "not an e-mail address" in dlg.message.text()
+    assert not dlg.ok.isEnabled() and "not one e-mail address" in dlg.message.text()
     dlg.to_edit.setText("Client <client@example.hk>")
     assert dlg.ok.isEnabled()
     with qtbot.waitSignal(work.refreshed, timeout=WAIT):

@@ -65,6 +65,17 @@ def test_bad_arguments_get_one_clear_line(args: tuple[str, ...], needle: str, co
     assert "Traceback" not in r.stderr
 
 
+def test_check_server_on_an_open_address_warns_unless_allow_names_the_hosts(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert run("init", "--db", db).returncode == 0
+    r = run("check-server", "--db", db, "--bind", "tcp://0.0.0.0:0")
+    assert r.returncode == 1 and "has no accounts" in r.stderr  # it stops there: the store is empty
+    assert "warning: tcp://0.0.0.0:0 is reachable from other hosts" in r.stderr and "--allow" in r.stderr
+    for args in (("--bind", "tcp://0.0.0.0:0", "--allow", "10.0.0.0/8"), ("--bind", "tcp://127.0.0.1:0")):
+        r = run("check-server", "--db", db, *args)
+        assert r.returncode == 1 and "warning" not in r.stderr, r.stderr
+
+
 def test_bad_book_value_names_path(tmp_path: Path) -> None:
     p = tmp_path / "bad.json"
     p.write_text(json.dumps({"securities": [{"code": "A", "currency": "HKD", "price": 0}], "accounts": []}))

@@ -446,6 +446,7 @@ def test_drilldown_and_margin_table_follow_the_monitor(qtbot: Any, live_monitor:
     assert w.drilldown.title.toolTip() == (f"Notices go to {email}" if email else
                                            f"No e-mail on file for {book.client_codes[a]}")
     # the four-eyes dialog's live context for a limit change comes from this monitor
+    qtbot.waitUntil(lambda: w._account_figures(book.acct_codes[a]) is not None)  # the feed may hold the lock
     figures = w._account_figures(book.acct_codes[a])
     assert figures is not None and figures["Status (live)"] in ("safe", "warning", "call", "force")
     assert set(figures) == {"Status (live)", "Equity", "Loan", "IM", "MM"}

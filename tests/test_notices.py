@@ -136,7 +136,7 @@ def test_notice_refusals(local: Any, tmp_path: Path) -> None:
     store, u, call_id, _deadline = local
     with pytest.raises(AuthError):
         notices.send_notice(store, u["abe"], call_id, sender=notices.EmlSender(tmp_path))  # auditor
-    with pytest.raises(notices.NoticeError, match="not an e-mail address"):
+    with pytest.raises(notices.NoticeError, match="not one e-mail address"):
         notices.send_notice(store, u["rita"], call_id, recipient="Chan Tai Man", sender=notices.EmlSender(tmp_path))
     with pytest.raises(notices.NoticeError, match=r"\$nickname"):
         notices.render("Subject: x $nickname\nbody", {"account": "M1"})
@@ -144,9 +144,15 @@ def test_notice_refusals(local: Any, tmp_path: Path) -> None:
         notices.render("Dear $account", {"account": "M1"})
     assert notices.outbox(store) == []  # nothing half-written
     assert notices.validate_recipient(" a@b.hk ") == ("a@b.hk", "")
-    assert "not an e-mail address" in notices.validate_recipient("Chan, Tai Man <a@b.hk>")[1]  # two addresses?
+    assert "not one e-mail address" in notices.validate_recipient("Chan, Tai Man <a@b.hk>")[1]  # two addresses?
     assert notices.validate_recipient('"Chan, Tai Man" <a@b.hk>') == ('"Chan, Tai Man" <a@b.hk>', "")
-    assert "not an e-mail address" in notices.validate_recipient("a@b")[1]
+    assert "not one e-mail address" in notices.validate_recipient("a@b")[1]
+    # a second address, a group or a comment is refused, never dropped on the way to the header
+    for typed in ("x@y.com, z@w.com", "a@b.com; c@d.com", "a@b.com <c@d.com>", "a:b@c.com", "a(b)@c.com",
+                  "grp: a@b.com;", "陳@example.hk", "Chan <" + "x" * 320 + "@example.hk>"):
+        assert notices.validate_recipient(typed)[0] == "", typed
+    assert notices.validate_recipient("J. Smith <j@s.com>") == ('"J. Smith" <j@s.com>', "")  # quoted as needed
+    assert notices.validate_recipient("陳大文 <chan@例え.jp>") == ("陳大文 <chan@xn--r8jz45g.jp>", "")
     assert notices.template_names()[0] == "margin_call_notice" and "margin_call_reminder" in notices.template_names()
 
 

@@ -355,6 +355,8 @@ def test_main_window_what_if_action_after_login(qtbot: Any, store: Store, runner
         w.attach_governance(store, RITA, runner)
     try:
         assert w.what_if_action.isEnabled() and w.pretrade.rows
+        # the approvals dock's four-eyes dialogs get the live figures of the window's monitor (none yet)
+        assert w.approvals.account_figures == w._account_figures and w._account_figures("M000001") is None
         w.what_if_action.trigger()
         dlg = w.what_if_dialog
         assert isinstance(dlg, WhatIfDialog) and dlg.isVisible()

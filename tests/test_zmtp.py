@@ -385,5 +385,35 @@ def test_allow_lists_and_loopback_binds() -> None:
         with pytest.raises(BindError, match=f"--allow '{bad}'"):
             parse_allow(bad)
     assert [is_loopback(parse_address(a)[0]) for a in (
-        "tcp://127.0.0.1:1", "tcp://[::1]:1", "tcp://localhost:1", "tcp://*:1", "tcp://10.0.0.5:1")] == [
-        True, True, True, False, False]
+        "tcp://127.0.0.1:1", "tcp://[::1]:1", "tcp://localhost:1", "tcp://[::ffff:127.0.0.1]:1", "tcp://*:1",
+        "tcp://10.0.0.5:1")] == [True, True, True, True, False, False]
+    # IPv4 peers arrive on a dual-stack socket as ::ffff:a.b.c.d: an allow entry in that form matches them
+    assert parse_allow("::ffff:10.0.0.0/104") == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert zmtp._allowed(parse_allow("::ffff:10.1.2.3"), "10.1.2.3")
+
+
+def test_an_empty_allow_list_answers_nobody() -> None:
+    ep = RouterEndpoint("tcp://127.0.0.1:*", 1024, allow=())
+    try:
+        raw = socket.create_connection(("127.0.0.1", _port(ep.endpoint)), timeout=5)
+        raw.settimeout(5)
+        ep.receive(0.5)
+        assert raw.recv(64) == b"" and ep.refused_peers == 1
+        raw.close()
+    finally:
+        ep.close()
+
+
+def test_refusals_are_logged_without_flooding(caplog: pytest.LogCaptureFixture) -> None:
+    said = lambda: [r.getMessage().split("from ", 1)[1] for r in caplog.records]  # noqa: E731
+    log = zmtp.RefusalLog(every=60.0, lines=3)
+    log.refused("10.0.0.1", 0.0)
+    log.refused("10.0.0.1", 0.1)  # a reconnect: counted, not logged
+    log.refused("2001:db8::1", 0.2)
+    log.refused("2001:db8::ffff", 0.3)  # a new address in the same /64: the same source
+    assert said() == ["10.0.0.1: not in --allow", "2001:db8::/64: not in --allow"]
+    log.refused("10.0.0.2", 1.0)  # the third line of the minute
+    log.refused("10.0.0.3", 2.0)  # over the budget: counted for the next line
+    log.refused("10.0.0.1", 61.0)
+    assert said()[2:] == ["10.0.0.2: not in --allow", "10.0.0.1: not in --allow (1 more since the last message); "
+                                                      "1 refused from other addresses not logged"]

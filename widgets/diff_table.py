@@ -9,11 +9,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
+from widgets.formatting import STALE_TEXT
 from widgets.records import MUTED_TEXT, delta_text, field_label, value_text
 
 BEFORE_BG, AFTER_BG = QColor(72, 28, 34), QColor(24, 66, 40)
 CHANGED_MARK = QColor(227, 179, 65)
-STALE_TEXT = QColor(240, 136, 62)
 
 
 class DiffTable(QTableWidget):
