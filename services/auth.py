@@ -26,6 +26,7 @@ ROLE_LABELS = {
 DEFAULT_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("trader", "view", "*"), ("trader", "request", "order_release"),
     ("trader", "request", "call_deadline"), ("trader", "request", "margin_call_work"),  # issue 8 call work
+    ("trader", "request", "client_email"), ("operations", "request", "client_email"),  # a client's e-mail
     ("risk_officer", "view", "*"), ("risk_officer", "request", "*"),
     ("supervisor", "view", "*"), ("supervisor", "request", "*"), ("supervisor", "approve", "*"),
     ("cro", "view", "*"), ("cro", "request", "*"), ("cro", "approve", "*"),

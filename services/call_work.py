@@ -54,8 +54,8 @@ def call_info(conn: Connection, call_id: int) -> dict[str, Any]:
     """One call with its account and client (raises CallWorkError when there is no such call)."""
     mc = S.margin_calls
     r = conn.execute(select(mc, S.accounts.c.code.label("account"), S.accounts.c.type.label("account_type"),
-                            S.clients.c.code.label("client"), S.clients.c.name.label("client_name"),
-                            S.clients.c.email.label("client_email"))
+                            S.clients.c.id.label("client_id"), S.clients.c.code.label("client"),
+                            S.clients.c.name.label("client_name"), S.clients.c.email.label("client_email"))
                      .join(S.accounts, S.accounts.c.id == mc.c.account_id)
                      .join(S.clients, S.clients.c.id == S.accounts.c.client_id).where(mc.c.id == call_id)).first()
     if r is None:

@@ -17,6 +17,7 @@ KIND_TABLES = {
     "stress_exemption": "stress_exemptions", "kri": "kris", "notification_rule": "notification_matrix",
     "call_deadline": "margin_calls",  # issue 8: a margin call's deadline (services/call_work.py)
     "borrowing_rule": "borrowing_rules",  # issue 8: currency borrowing reminder rules (services/borrowing.py)
+    "client_email": "clients",  # where a client's notices go (services/notices.py)
 }
 
 SECURITY_KIND = "haircut"  # a security's haircut (services/haircuts.py)

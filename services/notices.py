@@ -20,12 +20,12 @@ import os
 import re
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.errors import InvalidHeaderDefect
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from models import schema as S
 from models.book import email_address
-from services import audit
+from services import audit, changes
 from services.auth import AuthError, User, permitted
 from services.calendar import HK_TZ, RESOURCES
 from services.call_work import WORK_KIND, CallWorkError, as_utc, call_info, history_event
@@ -45,6 +45,7 @@ DEFAULT_FROM = "RiskDesk margin desk <margin-desk@riskdesk.invalid>"
 FIRM = "RiskDesk Securities Limited"
 STATUSES = ("queued", "sent", "failed")
 MAX_RECIPIENT = 320  # characters of the To field (the outbox column's size)
+EMAIL_KIND = "client_email"  # the change request that keeps a typed address as the client's
 
 
 class NoticeError(CallWorkError):
@@ -202,6 +203,7 @@ class Notice:
     location: str
     attempts: int
     snapshot_id: int | None
+    address_request: int | None = None  # the change request to keep the typed address (send_notice)
 
 
 def _row_notice(r: Any) -> Notice:
@@ -243,11 +245,17 @@ def _check_permitted(store: Store, user: User) -> None:
 def send_notice(store: Store, user: User, call_id: int, sender: NoticeSender | None = None,
                 recipient: str | None = None, template: str = DEFAULT_TEMPLATE,
                 snapshot_payload: dict[str, Any] | None = None,
-                snapshot_of: Callable[[str, float], dict[str, Any]] | None = None) -> Notice:
+                snapshot_of: Callable[[str, float], dict[str, Any]] | None = None,
+                keep_address: bool = False) -> Notice:
     """Queue a notice for an open call (with its snapshot, history event and audit record), then
     deliver it. ``snapshot_payload`` is the account's snapshot taken by the caller (the live engine,
-    under its lock); without it the snapshot is computed from the store's book."""
+    under its lock); without it the snapshot is computed from the store's book. With ``keep_address``
+    an address other than the one on file also becomes a four-eyes request (kind ``client_email``)
+    to keep it as the client's, written with the notice: the returned notice's ``address_request``."""
     _check_permitted(store, user)
+    if keep_address and not permitted(store, user, "request", EMAIL_KIND):
+        raise NoticeError(f"{user.login} ({user.role_label}) may not ask to change a client's e-mail on file: "
+                          "send without keeping the address")
     text = load_template(template)
     now = datetime.now(UTC)
     with store.begin() as conn:
@@ -274,7 +282,15 @@ def send_notice(store: Store, user: User, call_id: int, sender: NoticeSender | N
         audit.append(conn, store.kind, user.login, "queue_notice", "margin_call_notices", str(notice_id), "",
                      json.dumps({"call": call_id, "account": info["account"], "to": to,
                                  "amount": info["current_amount"], "deadline": str(info["deadline"])}))
-    return deliver(store, user, int(notice_id), sender)
+        addr = parseaddr(to)[1]
+        request = None
+        if keep_address and addr != info.get("client_email"):
+            request = changes.submit(
+                store, user, EMAIL_KIND, {"id": int(info["client_id"])}, {"email": addr},
+                f"address typed for margin-call notice #{notice_id}", conn=conn,
+                context={"client": f"{info['client']} · {info['client_name']}", "account": info["account"],
+                         "notice": f"#{notice_id}"})
+    return replace(deliver(store, user, int(notice_id), sender), address_request=request)
 
 
 def deliver(store: Store, user: User, notice_id: int, sender: NoticeSender | None = None) -> Notice:

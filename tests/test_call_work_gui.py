@@ -146,9 +146,20 @@ def test_notice_to_a_client_with_no_email_on_file_asks_for_the_address(qtbot: An
     qtbot.waitUntil(lambda: bool(dlg.preview.toPlainText()), timeout=WAIT)
     assert dlg.to_edit.text() == "" and f"no e-mail on file for {client}" in dlg.to_edit.placeholderText()
     assert not dlg.ok.isEnabled() and f"client {client} has no e-mail on file" in dlg.message.text()
+    assert dlg.keep_check.isHidden()  # nothing typed: nothing to keep
     dlg.to_edit.setText("Client <client@example.hk>")
     assert dlg.ok.isEnabled()
-    dlg.close()
+    # the typed address can be kept as the client's, through a change request, ticked when none is on file
+    assert not dlg.keep_check.isHidden() and dlg.keep_check.isChecked()
+    assert f"Keep it as {client}'s e-mail on file (none now" in dlg.keep_check.text()
+    with qtbot.waitSignal(dlg.finished_ok, timeout=WAIT) as done:
+        dlg.ok.click()
+    rid = int(done.args[0].split("change request #", 1)[1].split()[0])
+    req = changes.get(store, rid)
+    assert (req.kind, req.status, req.after) == ("client_email", "pending", {"email": "client@example.hk"})
+    from widgets.records import target_text
+
+    assert target_text(req) == client  # the Approvals dock names the client
 
 
 def test_failed_notice_shown_and_resent(qtbot: Any, desk: Any, tmp_path: Path) -> None:

@@ -170,6 +170,36 @@ def test_notice_to_a_client_with_no_email_on_file_needs_the_address_typed(local:
     assert (n.status, n.recipient) == ("sent", "Chan Tai Man <ctm@example.hk>")
 
 
+def test_a_typed_address_is_kept_only_through_four_eyes(local: Any, tmp_path: Path) -> None:
+    store, u, call_id, _deadline = local
+    with store.begin() as conn:
+        conn.execute(S.clients.update().where(S.clients.c.code == "CM1").values(email=""))
+    n = notices.send_notice(store, u["tom"], call_id, recipient="Chan Tai Man <ctm@example.hk>",
+                            sender=notices.EmlSender(tmp_path), keep_address=True)
+    assert n.status == "sent" and n.address_request is not None
+    req = changes.get(store, n.address_request)
+    assert (req.kind, req.maker, req.status, req.target_table) == ("client_email", "tom", "pending", "clients")
+    assert (req.before, req.after) == ({"email": ""}, {"email": "ctm@example.hk"})
+    assert req.context["notice"] == f"#{n.id}" and req.context["account"] == "M1"
+    assert notices.preview(store, call_id)["recipient"] == ""  # nothing kept until a checker approves
+    with pytest.raises(AuthError, match="four-eyes"):
+        changes.approve(store, u["tom"], n.address_request)
+    assert changes.approve(store, u["sam"], n.address_request, "called the client to confirm") == "approved"
+    assert notices.preview(store, call_id)["recipient"] == "Chan Tai Man <ctm@example.hk>"
+    # the address on file again: nothing to keep
+    again = notices.send_notice(store, u["tom"], call_id, sender=notices.EmlSender(tmp_path), keep_address=True)
+    assert again.address_request is None and again.recipient == "Chan Tai Man <ctm@example.hk>"
+    # a maker who may not ask for it is told so before anything is written
+    with store.begin() as conn:
+        conn.execute(S.role_permissions.delete().where(S.role_permissions.c.kind == "client_email"))
+    before = len(notices.outbox(store))
+    with pytest.raises(notices.NoticeError, match="may not ask to change a client's e-mail"):
+        notices.send_notice(store, u["tom"], call_id, recipient="x@example.hk", sender=notices.EmlSender(tmp_path),
+                            keep_address=True)
+    assert len(notices.outbox(store)) == before
+    assert audit.verify(store).ok
+
+
 def test_deadline_needs_approval_by_someone_else_and_reaches_the_monitor(local: Any) -> None:
     store, u, call_id, deadline = local
     mon = LiveMonitor(store, store.load_book(), calendar=CAL)
@@ -319,6 +349,16 @@ def test_postgres_notice_and_deadline_four_eyes(pg_url: str, tmp_path: Path) -> 
             assert call_work.call_info(conn, call_id)["deadline"] == new
         kinds = [h["kind"] for h in call_work.call_history(owner, call_id=call_id)]
         assert kinds == ["deadline", "exception", "remark", "notice", "open"]
+        # a typed address kept as the client's: applied by the database's decision function on approval
+        n = notices.send_notice(maker, u["rita"], call_id, recipient="ctm@example.hk",
+                                sender=notices.EmlSender(tmp_path), keep_address=True)
+        assert n.address_request is not None
+        with pytest.raises(AuthError, match="four-eyes"):
+            changes.approve(maker, u["rita"], n.address_request)
+        assert changes.approve(checker, u["sam"], n.address_request, "confirmed") == "approved"
+        with owner.begin() as conn:
+            assert conn.execute(select(S.clients.c.email).where(S.clients.c.code == "CM1")).scalar_one() == \
+                "ctm@example.hk"
         assert audit.verify(owner).ok
     finally:
         maker.dispose()

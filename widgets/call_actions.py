@@ -15,12 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date
+from email.utils import parseaddr
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QDate, QObject, Signal
 from PySide6.QtGui import QAction, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDateEdit,
     QDialog,
@@ -123,6 +126,9 @@ class CallActionDialog(QDialog):
         self.buttons.rejected.connect(self.close)
         self.ok.clicked.connect(self.submit)
         self.to_edit = QLineEdit()
+        self.keep_check = QCheckBox()  # keep a typed address as the client's (a change request)
+        self.keep_check.setChecked(not info.get("client_email"))
+        self.keep_check.hide()
         self.template = QComboBox()
         self.preview = QPlainTextEdit()
         self.date_edit = QDateEdit()
@@ -140,6 +146,7 @@ class CallActionDialog(QDialog):
             self.preview.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
             form.addRow("Template", self.template)
             form.addRow("To", self.to_edit)
+            form.addRow("", self.keep_check)
             form.addRow("Notice", self.preview)
             self._load_preview()
         elif kind == "deadline":
@@ -205,6 +212,8 @@ class CallActionDialog(QDialog):
         return "" if self.reason_edit.text().strip() else "Reason: required"
 
     def validate(self) -> bool:
+        if self.kind == "notice":
+            self._offer_keep()
         msg = self.problem()
         busy = self.task is not None
         self.ok.setEnabled(not msg and not busy)
@@ -213,6 +222,20 @@ class CallActionDialog(QDialog):
         elif not msg and not busy:
             set_tone(self.message, "", "warn")
         return not msg
+
+    def _offer_keep(self) -> None:
+        """Offer to keep a typed address that differs from the one on file as the client's."""
+        to, problem = notices.validate_recipient(self.to_edit.text(), self.info)
+        on_file = self.info.get("client_email") or ""
+        offer = not problem and parseaddr(to)[1] != on_file
+        if offer:
+            self.keep_check.setText(f"Keep it as {self.info['client']}'s e-mail on file "
+                                    f"({'none now' if not on_file else 'now ' + on_file}; a change request "
+                                    "a supervisor approves)")
+        self.keep_check.setVisible(offer)
+
+    def keep_address(self) -> bool:
+        return self.kind == "notice" and not self.keep_check.isHidden() and self.keep_check.isChecked()
 
     def _load_preview(self) -> None:
         self.preview.setPlainText("")
@@ -236,8 +259,9 @@ class CallActionDialog(QDialog):
         fn: Callable[..., Any]
         args: tuple[Any, ...]
         if self.kind == "notice":
-            fn, args = notices.send_notice, (store, user, call_id, self.owner.sender(), self.to_edit.text(),
-                                             self.template.currentText(), self.owner.snapshot_now())
+            fn = partial(notices.send_notice, keep_address=self.keep_address())
+            args = (store, user, call_id, self.owner.sender(), self.to_edit.text(), self.template.currentText(),
+                    self.owner.snapshot_now())
         elif self.kind == "deadline":
             fn, args = call_work.request_deadline, (store, user, call_id, self.new_deadline(),
                                                     self.reason_edit.text(), self.owner.calendar())
@@ -265,6 +289,8 @@ class CallActionDialog(QDialog):
         if self.kind == "notice":
             text = (f"Notice #{result.id} to {acct} sent ({result.location})" if result.status == "sent" else
                     f"Notice #{result.id} to {acct} FAILED: {result.error} — it stays in the outbox to resend")
+            if result.address_request is not None:
+                text += f"; change request #{result.address_request} to keep the address awaits approval"
         elif self.kind == "deadline":
             text = f"Change request #{result} to move {acct}'s deadline submitted for approval"
         elif self.kind == "remark":

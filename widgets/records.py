@@ -60,6 +60,7 @@ KIND_LABELS = {
     "client_group": "Client group", "stock_group": "Stock group", "index": "Index",
     "approval_flow": "Approval flow",
     "order_release": "Order release", "limit_code": "Limit code", "limit_rule": "Limit rule",
+    "client_email": "Client e-mail",
 }
 STEP_ROLE_LABELS = {"supervisor": "Supervisor", "cro": "CRO", "risk_officer": "Risk officer"}
 MONEY_FIELDS = frozenset({"amount", "current_limit", "loan", "equity", "im", "mm", "excess", "call_amount",
@@ -126,6 +127,8 @@ def role_label(role: str) -> str:
 def field_label(kind: str, field_name: str, key: dict[str, Any] | None = None) -> str:
     if kind == "financing_limit" and field_name == "amount":
         return "Financing limit"
+    if field_name == "email":
+        return "E-mail"
     if kind == "company_parameter" and field_name == "value" and key and "name" in key:
         return str(key["name"])
     return field_name.replace("_", " ").capitalize()
@@ -172,6 +175,8 @@ def target_text(req: ChangeRequest) -> str:
     ctx = req.context or {}
     if req.kind == "financing_limit" and ctx.get("account"):
         return str(ctx["account"])
+    if req.kind == "client_email" and ctx.get("client"):
+        return str(ctx["client"]).split(" · ", 1)[0]  # the client's code
     if req.kind == "company_parameter" and "name" in req.target_key:
         return str(req.target_key["name"])
     return ", ".join(f"{k} {v}" for k, v in req.target_key.items())
