@@ -211,6 +211,10 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         self.ensure_parameters()
+        if self.kind == "sqlite":  # a local store is its user's own: new default permissions reach it
+            from services.auth import ensure_permissions  # (on PostgreSQL the owner grants them)
+
+            ensure_permissions(self)
 
     def schema_revision(self) -> str | None:
         with self.begin() as conn:

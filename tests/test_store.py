@@ -34,6 +34,21 @@ def _round_trip(url: str) -> None:
     store.dispose()
 
 
+def test_a_local_store_gets_new_default_permissions_when_opened(sqlite_url: str) -> None:
+    from services.auth import User, permitted
+
+    store = Store(sqlite_url)
+    store.migrate()
+    tom = User("tom", "Tom Ho", "trader")
+    assert permitted(store, tom, "request", "client_email")
+    with store.begin() as conn:  # a store made before the permission existed
+        conn.execute(text("delete from role_permissions where kind = 'client_email'"))
+    assert not permitted(store, tom, "request", "client_email")
+    store.migrate()  # what every start does
+    assert permitted(store, tom, "request", "client_email")
+    store.dispose()
+
+
 def test_sqlite_store_round_trip(sqlite_url: str) -> None:
     _round_trip(sqlite_url)
     store = Store(sqlite_url)
