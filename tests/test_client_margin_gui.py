@@ -18,10 +18,11 @@ from sqlalchemy import text
 from app.tasks import TaskRunner
 from services import changes
 from services.auth import User
+from services.client_margin_view import Lookups, validate_client_ratio
 from services.margin import MarginEngine
 from services.store import Store
 from tests.gui_fixtures import _no_leftover_threads, _qapp_styled, demo_template, must, runner, store  # noqa: F401 (fixtures)
-from widgets.client_margin_dock import ClientMarginDock, Lookups, validate_client_ratio
+from widgets.client_margin_dock import ClientMarginDock
 
 RITA, SAM = User("rita", "Rita", "risk_officer"), User("sam", "Sam", "supervisor")
 WAIT = 5000
