@@ -234,6 +234,15 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/workspace", name)
 
     def raise_dock(self, dock: QDockWidget) -> None:
+        """Show a dock in front. A hidden one (not in the current workspace) joins the tabs of a dock
+        showing in its area: shown where it last was, Qt would split the area beside them and widen
+        the window to fit both."""
+        if dock.isHidden() and not dock.isFloating():
+            area = self.dockWidgetArea(dock)
+            peer = next((d for d in self.docks.values() if d is not dock and not d.isHidden()
+                         and not d.isFloating() and self.dockWidgetArea(d) == area), None)
+            if peer is not None:
+                self.tabifyDockWidget(peer, dock)
         dock.show()
         dock.raise_()
         w = dock.widget()

@@ -115,6 +115,25 @@ def test_main_window_docks_menu_and_reset(qtbot: Any, settings_file: Path, runne
     assert not w.docks["risk_overview"].isHidden() and w.docks["stress"].isHidden()
 
 
+def test_a_dock_outside_the_workspace_joins_the_bottom_tabs(qtbot: Any, settings_file: Path) -> None:
+    # brought up by the View menu, its shortcut or --raise: tabbed with what shows below the alerts,
+    # not split beside it (that widened the window to fit both and drew one panel over the drill-down)
+    w = MainWindow(settings=make_settings(settings_file))
+    qtbot.addWidget(w)
+    w.resize(1700, 950)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.wait(50)
+    width = w.width()
+    assert w.docks["approvals"].isHidden() and not w.docks["risk_overview"].isHidden()  # the margin desk's set
+    w.raise_dock(w.docks["approvals"])
+    qtbot.wait(50)
+    assert not w.docks["approvals"].isHidden()
+    assert w.docks["approvals"] in w.tabifiedDockWidgets(w.docks["risk_overview"])
+    assert w.width() == width
+    w.close()
+
+
 def test_layout_saved_on_close_and_restored_only_for_same_version(qtbot: Any, settings_file: Path) -> None:
     w1 = MainWindow(settings=make_settings(settings_file))
     qtbot.addWidget(w1)
