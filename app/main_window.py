@@ -174,6 +174,8 @@ class MainWindow(QMainWindow):
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(area, dock)
         action = dock.toggleViewAction()
+        # ticked in the View menu: `toggled` comes before the dock's own handler shows it
+        action.toggled.connect(lambda on, d=dock: self._join_tabs(d) if on else None)
         n = len(self.docks) + 1
         action.setShortcut(QKeySequence(f"Ctrl+Shift+{n}"))
         self.view_menu.addAction(action)
@@ -233,8 +235,8 @@ class MainWindow(QMainWindow):
             first.raise_()
         self.settings.setValue("window/workspace", name)
 
-    def raise_dock(self, dock: QDockWidget) -> None:
-        """Show a dock in front. A hidden one (not in the current workspace) joins the tabs of a dock
+    def _join_tabs(self, dock: QDockWidget) -> None:
+        """A hidden dock about to be shown (not in the current workspace) joins the tabs of a dock
         showing in its area: shown where it last was, Qt would split the area beside them and widen
         the window to fit both."""
         if dock.isHidden() and not dock.isFloating():
@@ -243,6 +245,10 @@ class MainWindow(QMainWindow):
                          and not d.isFloating() and self.dockWidgetArea(d) == area), None)
             if peer is not None:
                 self.tabifyDockWidget(peer, dock)
+
+    def raise_dock(self, dock: QDockWidget) -> None:
+        """Show a dock in front (a hidden one joins the tabs of its area, see `_join_tabs`)."""
+        self._join_tabs(dock)
         dock.show()
         dock.raise_()
         w = dock.widget()

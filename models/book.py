@@ -198,6 +198,3 @@ def email_address(text: str) -> str:
     out = f"{local}@{domain}"
     return out if _DOMAIN.fullmatch(domain) and len(out) <= 254 else ""
 
-
-def is_email_address(addr: str) -> bool:
-    return bool(email_address(addr))

@@ -282,9 +282,8 @@ def send_notice(store: Store, user: User, call_id: int, sender: NoticeSender | N
         audit.append(conn, store.kind, user.login, "queue_notice", "margin_call_notices", str(notice_id), "",
                      json.dumps({"call": call_id, "account": info["account"], "to": to,
                                  "amount": info["current_amount"], "deadline": str(info["deadline"])}))
-        addr = parseaddr(to)[1]
         request = None
-        if keep_address and addr != info.get("client_email"):
+        if keep_address and (addr := parseaddr(to)[1]) != info.get("client_email"):
             request = changes.submit(
                 store, user, EMAIL_KIND, {"id": int(info["client_id"])}, {"email": addr},
                 f"address typed for margin-call notice #{notice_id}", conn=conn,

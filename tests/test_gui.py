@@ -131,6 +131,13 @@ def test_a_dock_outside_the_workspace_joins_the_bottom_tabs(qtbot: Any, settings
     assert not w.docks["approvals"].isHidden()
     assert w.docks["approvals"] in w.tabifiedDockWidgets(w.docks["risk_overview"])
     assert w.width() == width
+    # the same from the View menu's tick box
+    assert w.docks["limits"].isHidden()
+    next(a for a in w.view_menu.actions() if a.isCheckable() and a.text() == "Limits").trigger()
+    qtbot.wait(50)
+    assert not w.docks["limits"].isHidden()
+    assert w.docks["limits"] in w.tabifiedDockWidgets(w.docks["risk_overview"])
+    assert w.width() == width
     w.close()
 
 

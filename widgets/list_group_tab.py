@@ -21,18 +21,19 @@ from PySide6.QtWidgets import (
 
 from services.lists_view import GROUP_KINDS, ListsSnapshot, validate_member
 from widgets.formatting import CENTER
-from widgets.records import ERROR_COLOUR, MUTED_TEXT, OVERDUE_TEXT, Field, RecordTableModel, set_tone
+from widgets.records import (
+    ERROR_COLOUR,
+    MUTED_TEXT,
+    OVERDUE_TEXT,
+    Field,
+    RecordTableModel,
+    message_label,
+    set_tone,
+)
 from widgets.tables import fit_columns, make_table
 
 if TYPE_CHECKING:
     from widgets.lists_dock import ListsDock
-
-
-def message_label() -> QLabel:
-    label = QLabel("")
-    label.setWordWrap(True)
-    label.hide()
-    return label
 
 
 class GroupTab(QWidget):

@@ -36,7 +36,7 @@ from services.lists_view import (
     validate_blacklist_add,
 )
 from widgets.formatting import CENTER
-from widgets.list_group_tab import GroupTab, message_label
+from widgets.list_group_tab import GroupTab
 from widgets.records import (
     ERROR_COLOUR,
     MUTED_TEXT,
@@ -45,6 +45,7 @@ from widgets.records import (
     Field,
     RecordTableModel,
     error_text,
+    message_label,
     set_tone,
 )
 from widgets.tables import fit_columns, make_table

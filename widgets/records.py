@@ -235,6 +235,16 @@ def set_tone(label: QLabel, text: str, tone: str = "error") -> None:
     label.setVisible(bool(text))
 
 
+def message_label() -> QLabel:
+    """An inline message label for `set_tone`, hidden until it has something to say."""
+    from PySide6.QtWidgets import QLabel
+
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.hide()
+    return label
+
+
 def error_text(e: BaseException) -> str:
     """A service's refusal as the user reads it (never a traceback); unexpected ones are logged."""
     if isinstance(e, StaleTargetError):
